@@ -1,0 +1,39 @@
+// Runtime ISA dispatch. The binary is portable (no -march=native): the CPU is inspected once,
+// the best path it supports is chosen, and LOWBIT_ISA=scalar|avx2|avx512 (environment, read at
+// import) or set_active_isa() (tests, benchmarks) forces one. Op families fetch their kernel
+// table through a per-ISA array, never through if/else chains.
+#pragma once
+#include <optional>
+#include <string>
+
+#include "kernels/affine_kernels.h"
+
+namespace lowbit::kernels {
+
+enum class Isa : int { Scalar = 0, Avx2 = 1, Avx512 = 2 };
+inline constexpr int kNumIsas = 3;
+
+struct CpuFeatures {
+  bool avx2 = false, fma = false, f16c = false;
+  bool avx512f = false, avx512bw = false, avx512vl = false, avx512dq = false, avx512vnni = false;
+  bool avxvnni = false;
+};
+
+const CpuFeatures& cpu_features();
+// The kernel path needs: avx2 = AVX2+FMA+F16C; avx512 = that plus AVX-512 F/BW/VL/DQ.
+bool isa_supported(Isa isa);
+Isa best_supported_isa();
+const char* isa_name(Isa isa);
+std::optional<Isa> parse_isa(const std::string& name);
+
+// Reads LOWBIT_ISA once. Throws std::runtime_error naming the value when it is unknown or the
+// CPU lacks that path (the module turns that into an ImportError).
+void init_active_isa_from_env();
+Isa active_isa();
+// Throws std::runtime_error when the CPU lacks `isa`.
+void set_active_isa(Isa isa);
+
+const AffineKernels& affine_kernels(Isa isa);
+inline const AffineKernels& affine_kernels() { return affine_kernels(active_isa()); }
+
+}  // namespace lowbit::kernels

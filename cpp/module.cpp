@@ -1,0 +1,60 @@
+// lowbit._C: importing it registers every op (the TORCH_LIBRARY blocks linked in) and exposes
+// build and CPU facts. No function here takes or returns a Tensor, so the module does not link
+// torch_python.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <string>
+
+#include "kernels/dispatch.h"
+
+namespace py = pybind11;
+using lowbit::kernels::Isa;
+
+#ifndef LOWBIT_TORCH_VERSION
+#define LOWBIT_TORCH_VERSION "unknown"
+#endif
+#ifndef LOWBIT_COMPILER
+#define LOWBIT_COMPILER "unknown"
+#endif
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "lowbit's C++ core: registers torch.ops.lowbit.* and reports build and CPU facts";
+  // Fails the import with a clear message if LOWBIT_ISA names an unknown or unsupported path.
+  lowbit::kernels::init_active_isa_from_env();
+
+  m.def("cpu_features", [] {
+    const auto& f = lowbit::kernels::cpu_features();
+    py::dict d;
+    d["avx2"] = f.avx2;
+    d["fma"] = f.fma;
+    d["f16c"] = f.f16c;
+    d["avx512f"] = f.avx512f;
+    d["avx512bw"] = f.avx512bw;
+    d["avx512vl"] = f.avx512vl;
+    d["avx512dq"] = f.avx512dq;
+    d["avx512vnni"] = f.avx512vnni;
+    d["avxvnni"] = f.avxvnni;
+    return d;
+  });
+  m.def("supported_isas", [] {
+    py::list out;
+    for (int i = 0; i < lowbit::kernels::kNumIsas; ++i) {
+      if (lowbit::kernels::isa_supported(static_cast<Isa>(i))) out.append(lowbit::kernels::isa_name(static_cast<Isa>(i)));
+    }
+    return out;
+  });
+  m.def("active_isa", [] { return std::string(lowbit::kernels::isa_name(lowbit::kernels::active_isa())); });
+  m.def("set_active_isa", [](const std::string& name) {
+    const auto isa = lowbit::kernels::parse_isa(name);
+    if (!isa) throw py::value_error("lowbit: unknown kernel path '" + name + "'; use scalar, avx2 or avx512");
+    try {
+      lowbit::kernels::set_active_isa(*isa);
+    } catch (const std::runtime_error& e) {
+      throw py::value_error(e.what());
+    }
+  });
+  m.attr("torch_version") = LOWBIT_TORCH_VERSION;
+  m.attr("compiler") = LOWBIT_COMPILER;
+  m.attr("cplusplus") = static_cast<long>(__cplusplus);
+}

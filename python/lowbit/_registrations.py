@@ -1,0 +1,92 @@
+"""Fake (meta) kernels and autograd formulas of every ``torch.ops.lowbit`` op, in one place.
+
+``cpp/ops/schema.cpp`` names this module with ``set_python_module``, so torch imports it whenever
+an op is used under FakeTensor/torch.compile. Fake kernels only describe outputs (shape, dtype,
+device) and keep shapes symbolic; autograd formulas call the C++ ``*_backward`` ops.
+"""
+
+from __future__ import annotations
+
+import torch
+
+lib = torch.ops.lowbit
+
+
+def code_dtype(qmin: int, qmax: int) -> torch.dtype:
+    """The smallest integer dtype that holds [qmin, qmax] (same rule as the C++ kernel)."""
+    if qmin >= 0 and qmax <= 255:
+        return torch.uint8
+    if qmin >= -128 and qmax <= 127:
+        return torch.int8
+    if qmin >= -32768 and qmax <= 32767:
+        return torch.int16
+    return torch.int32
+
+
+# ---- fake kernels ------------------------------------------------------------------------------
+
+
+@torch.library.register_fake("lowbit::quantize_affine")
+def _quantize_affine_fake(x, scale, zero_point, qmin, qmax, rounding="half_even", seed=None, offset=0):
+    return torch.empty_like(x, dtype=code_dtype(qmin, qmax), memory_format=torch.contiguous_format)
+
+
+@torch.library.register_fake("lowbit::dequantize_affine")
+def _dequantize_affine_fake(q, scale, zero_point, dtype=None):
+    return torch.empty_like(q, dtype=dtype or torch.float32, memory_format=torch.contiguous_format)
+
+
+@torch.library.register_fake("lowbit::fake_quantize_affine")
+def _fake_quantize_affine_fake(x, scale, zero_point, qmin, qmax, rounding="half_even", ste="integer",
+                               seed=None, offset=0, enabled=None):
+    return torch.empty_like(x, memory_format=torch.contiguous_format)
+
+
+@torch.library.register_fake("lowbit::fake_quantize_affine_backward")
+def _fake_quantize_affine_backward_fake(grad, x, scale, zero_point, qmin, qmax, rounding="half_even",
+                                        ste="integer", seed=None, offset=0, enabled=None):
+    return torch.empty_like(x, memory_format=torch.contiguous_format)
+
+
+@torch.library.register_fake("lowbit::choose_qparams")
+def _choose_qparams_fake(min_val, max_val, qmin, qmax, symmetric=False, method="observer", eps=2.0**-23):
+    return (torch.empty_like(min_val, dtype=torch.float32, memory_format=torch.contiguous_format),
+            torch.empty_like(min_val, dtype=torch.int32, memory_format=torch.contiguous_format))
+
+
+@torch.library.register_fake("lowbit::observe_minmax_")
+def _observe_minmax_fake(x, min_val, max_val, enabled=None):
+    return None
+
+
+@torch.library.register_fake("lowbit::observe_moving_average_minmax_")
+def _observe_moving_average_minmax_fake(x, min_val, max_val, averaging_constant=0.01, enabled=None):
+    return None
+
+
+# ---- autograd ----------------------------------------------------------------------------------
+# Only the input receives a gradient; scale and zero point are statistics here (learnable
+# parameters have their own ops). Nothing is saved but the input itself: the backward op
+# recomputes the STE mask from x, which costs no memory when x is a weight or an activation the
+# surrounding layers keep anyway, instead of a new mask tensor.
+
+
+def _fake_quantize_affine_setup(ctx, inputs, output):
+    x, scale, zero_point, qmin, qmax, rounding, ste, seed, offset, enabled = inputs
+    ctx.args = (qmin, qmax, rounding, ste, offset)
+    ctx.save_for_backward(None if ste == "identity" else x, scale, zero_point, seed, enabled)
+
+
+def _fake_quantize_affine_backward(ctx, grad):
+    x, scale, zero_point, seed, enabled = ctx.saved_tensors
+    qmin, qmax, rounding, ste, offset = ctx.args
+    if ste == "identity":
+        dx = grad
+    else:
+        dx = lib.fake_quantize_affine_backward(grad, x, scale, zero_point, qmin, qmax, rounding, ste, seed,
+                                               offset, enabled)
+    return dx, None, None, None, None, None, None, None, None, None
+
+
+torch.library.register_autograd("lowbit::fake_quantize_affine", _fake_quantize_affine_backward,
+                                setup_context=_fake_quantize_affine_setup)

@@ -1,0 +1,154 @@
+"""Typed, documented wrappers of ``torch.ops.lowbit.*``.
+
+Conventions shared by every op (see DESIGN.md):
+
+* **Granularity is the parameter's shape.** ``scale`` / ``zero_point`` (and observer buffers) have
+  a shape that, left-padded with ones to ``x.dim()``, divides ``x.shape`` dimension by dimension;
+  each element covers one block. Per-tensor: ``[1]`` or ``[]``; per-channel along axis 1 of NCHW:
+  ``[1, C, 1, 1]``; per-group of a ``[N, K]`` weight: ``[N, K // g]``. A shape that does not tile
+  the input is an error, never silently reshaped.
+* ``(qmin, qmax)``: the integer range, 2–16 bits, signed or unsigned.
+* ``rounding``: ``"half_even"`` (default, what PyTorch's fake-quant ops do), ``"half_away"``,
+  ``"half_up"``, ``"floor"``, ``"ceil"`` or ``"stochastic"``. Stochastic rounding is reproducible:
+  element *i* uses Philox draw ``offset + i`` of stream ``seed``.
+* Inputs float32/float16/bfloat16, any shape and strides; math in float32; outputs in the input's
+  dtype (contiguous).
+* Non-finite inputs: ±Inf saturates to the qmax/qmin level with zero gradient; NaN stays NaN in
+  fake quantization (gradient 0) and becomes the zero point in integer codes.
+
+Parameters reach the ops as tensors, never Python floats, so ``torch.compile`` neither guards on
+their values nor breaks the graph.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Union
+
+import torch
+
+from ._registrations import code_dtype
+
+ROUNDINGS = ("half_even", "half_away", "half_up", "floor", "ceil", "stochastic")
+STES = ("integer", "real", "identity")
+QPARAM_METHODS = ("observer", "fbgemm")
+
+Seed = Union[int, torch.Tensor, None]
+
+__all__ = [
+    "ROUNDINGS",
+    "STES",
+    "code_dtype",
+    "quantize_affine",
+    "dequantize_affine",
+    "fake_quantize_affine",
+    "choose_qparams",
+    "observe_minmax_",
+    "observe_moving_average_minmax_",
+]
+
+
+def _as_param(value, dtype: torch.dtype, like: torch.Tensor, name: str) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, (int, float)):
+        # Convenient in eager code; under torch.compile pass tensors (a Python number is a guard).
+        return torch.tensor([value], dtype=dtype, device=like.device)
+    raise TypeError(f"{name} must be a tensor (or a Python number), got {type(value).__name__}")
+
+
+def _seed_tensor(seed: Seed, rounding: str, like: torch.Tensor) -> Optional[torch.Tensor]:
+    if rounding != "stochastic":
+        return None
+    if seed is None:
+        # Drawn from torch's global generator: torch.manual_seed makes the run reproducible.
+        return torch.randint(0, 2**62, (1,), dtype=torch.int64, device=like.device)
+    if isinstance(seed, torch.Tensor):
+        return seed
+    if isinstance(seed, int):
+        return torch.tensor([seed], dtype=torch.int64, device=like.device)
+    raise TypeError(f"seed must be an int, an int64 tensor or None, got {type(seed).__name__}")
+
+
+def quantize_affine(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, qmin: int, qmax: int, *,
+                    rounding: str = "half_even", seed: Seed = None, offset: int = 0) -> torch.Tensor:
+    """Integer codes ``clamp(zero_point + R(x * (1/scale)), qmin, qmax)``.
+
+    Returns the smallest integer dtype that holds ``[qmin, qmax]`` (uint8, int8, int16, else
+    int32). NaN maps to the zero point. See the module docstring for granularity and rounding.
+    """
+    scale = _as_param(scale, torch.float32, x, "scale")
+    zero_point = _as_param(zero_point, torch.int32, x, "zero_point")
+    return torch.ops.lowbit.quantize_affine(x, scale, zero_point, qmin, qmax, rounding,
+                                            _seed_tensor(seed, rounding, x), offset)
+
+
+def dequantize_affine(q: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, *,
+                      dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Real values ``(q - zero_point) * scale`` from integer codes (uint8/int8/int16/int32)."""
+    scale = _as_param(scale, torch.float32, q, "scale")
+    zero_point = _as_param(zero_point, torch.int32, q, "zero_point")
+    return torch.ops.lowbit.dequantize_affine(q, scale, zero_point, dtype)
+
+
+def fake_quantize_affine(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, qmin: int, qmax: int, *,
+                         rounding: str = "half_even", ste: str = "integer", seed: Seed = None, offset: int = 0,
+                         enabled: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Fake quantization ``(clamp(z + R(x/s), qmin, qmax) - z) * s``, differentiable in ``x``.
+
+    With ``rounding="half_even"`` and ``ste="integer"`` this equals
+    ``torch.fake_quantize_per_tensor_affine`` / ``per_channel_affine`` bit for bit, outputs and
+    input gradients.
+
+    Args:
+        ste: the gradient estimator for ``x``. ``"integer"``: pass where the rounded code lies in
+            ``[qmin, qmax]`` (PyTorch); ``"real"``: pass where ``x`` lies in the real clip range
+            ``[(qmin - z)s, (qmax - z)s]`` (TensorRT / TF); ``"identity"``: always pass.
+        seed, offset: the stochastic-rounding stream (ignored for other roundings). ``seed=None``
+            draws one from torch's global generator.
+        enabled: optional one-element bool tensor; when it holds False the op returns ``x`` (a
+            copy) and passes gradients through unchanged. A tensor, so toggling it never
+            recompiles a compiled graph.
+    """
+    scale = _as_param(scale, torch.float32, x, "scale")
+    zero_point = _as_param(zero_point, torch.int32, x, "zero_point")
+    return torch.ops.lowbit.fake_quantize_affine(x, scale, zero_point, qmin, qmax, rounding, ste,
+                                                 _seed_tensor(seed, rounding, x), offset, enabled)
+
+
+def choose_qparams(min_val: torch.Tensor, max_val: torch.Tensor, qmin: int, qmax: int, *, symmetric: bool = False,
+                   method: str = "observer", eps: float = 2.0**-23) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(scale float32, zero_point int32)`` from observed ranges, elementwise over the tensors.
+
+    Args:
+        method: ``"observer"`` — torch.ao's observers (``MinMaxObserver`` & co.), float32 math,
+            ``scale >= eps``; ``"fbgemm"`` — ``fbgemm::ChooseQuantizationParams`` as used by
+            ``torch.fused_moving_avg_obs_fake_quant`` (0.1 for a degenerate range, a 6.1e-5
+            small-scale cutoff, zero point from the more precise end). The two disagree on
+            purpose; METHODS.md §1.2–1.3 lists where.
+        symmetric: zero point 0 for signed ranges, ``(qmin + qmax + 1) // 2`` for unsigned ones.
+
+    A never-observed range (``min=+inf, max=-inf``) gives ``(1.0, 0)``. NaN, infinite or
+    inverted ranges are errors.
+    """
+    return torch.ops.lowbit.choose_qparams(min_val, max_val, qmin, qmax, symmetric, method, eps)
+
+
+def observe_minmax_(x: torch.Tensor, min_val: torch.Tensor, max_val: torch.Tensor, *,
+                    enabled: Optional[torch.Tensor] = None) -> None:
+    """Running min/max: ``min_val = min(min_val, block_min(x))`` in place (and max likewise).
+
+    The buffers' shape sets the granularity (it must tile ``x``). NaN elements are ignored; an
+    empty ``x`` changes nothing. Start the buffers at ``+inf`` / ``-inf``.
+    """
+    torch.ops.lowbit.observe_minmax_(x, min_val, max_val, enabled)
+
+
+def observe_moving_average_minmax_(x: torch.Tensor, min_val: torch.Tensor, max_val: torch.Tensor, *,
+                                   averaging_constant: float = 0.01,
+                                   enabled: Optional[torch.Tensor] = None) -> None:
+    """Moving-average min/max (torch.ao ``MovingAverageMinMaxObserver``) in place.
+
+    The first observation (buffers still ``+inf`` / ``-inf``) is copied; later ones update
+    ``m += c * (batch - m)``. NaN elements are ignored.
+    """
+    torch.ops.lowbit.observe_moving_average_minmax_(x, min_val, max_val, averaging_constant, enabled)
