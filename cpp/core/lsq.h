@@ -32,6 +32,11 @@
 //   xq > qmax:  ds_i = (dy·(qmax - zb))·gf,  dz_i = ((-dy)·s)·gf
 //   otherwise:  ds_i = ((dy·((xq - zb)·s - x))·inv_s)·gf,  dz_i = 0
 //   NaN x (undefined behaviour in ATen): dx = dy·0, no contribution to ds / dz.
+// "Fused" form: ATen compiles this kernel once per CPU capability, and its AVX2/AVX-512 builds
+// (-mfma, GCC's default -ffp-contract=fast) contract two of these expressions into fused
+// multiply-adds: xq = RNE(fma(x, inv_s, zb)) and (xq - zb)·s - x = fma(xq - zb, s, -x). Its
+// DEFAULT build does not. Both forms are here; the op follows ATen's active capability
+// (at::get_cpu_capability()), so the parity holds with and without ATEN_CPU_CAPABILITY=default.
 // The sums of ds_i / dz_i are lowbit's own (deterministic, see cpp/ops/estimator_common.h); ATen
 // sums the same per-element values with at::sum, whose order depends on its vector width and
 // thread count, so the totals agree to float rounding of the sum, not bit for bit.
@@ -153,16 +158,25 @@ struct LearnableGrads {
   typename O::F dx, dscale, dzero_point;
 };
 
-template <class O>
+template <class O, bool kFused>
 inline LearnableGrads<O> learnable_grads(typename O::F x, typename O::F dy, const LearnableVec<O>& p) {
-  const auto xq = O::rne(O::add(p.zero_point, O::mul(x, p.inv_scale)));
+  typename O::F xq, xfq_minus_x;
+  if constexpr (kFused) {
+    xq = O::rne(O::fma(x, p.inv_scale, p.zero_point));
+  } else {
+    xq = O::rne(O::add(p.zero_point, O::mul(x, p.inv_scale)));
+  }
   const auto inside = O::both(O::le(p.qmin, xq), O::le(xq, p.qmax));
   const auto below = O::lt(xq, p.qmin);
   const auto above = O::gt(xq, p.qmax);
   const auto clipped = O::either(below, above);
   const auto dx = O::mul(dy, O::select_or_zero(inside, O::set1(1.0f)));
-  const auto xfq = O::mul(O::sub(xq, p.zero_point), p.scale);
-  const auto ds_in = O::mul(O::mul(O::mul(dy, O::sub(xfq, x)), p.inv_scale), p.grad_factor);
+  if constexpr (kFused) {
+    xfq_minus_x = O::fma(O::sub(xq, p.zero_point), p.scale, O::neg(x));
+  } else {
+    xfq_minus_x = O::sub(O::mul(O::sub(xq, p.zero_point), p.scale), x);
+  }
+  const auto ds_in = O::mul(O::mul(O::mul(dy, xfq_minus_x), p.inv_scale), p.grad_factor);
   const auto ds_out = O::mul(O::mul(dy, O::select(below, p.dscale_small, p.dscale_big)), p.grad_factor);
   const auto dz_out = O::mul(O::mul(O::neg(dy), p.scale), p.grad_factor);
   return {dx, O::select(inside, ds_in, O::select_or_zero(clipped, ds_out)), O::select_or_zero(clipped, dz_out)};

@@ -10,8 +10,9 @@
 // tests/test_estimators_isa.py checks end to end.
 //
 // Contract of the primitives (O = ScalarOps; vector types lane by lane):
-//   add/sub/mul/div  IEEE float32, round to nearest even. No fused multiply-add anywhere: the
+//   add/sub/mul/div  IEEE float32, round to nearest even. No implicit fused multiply-add: the
 //                    estimator translation units are compiled with -ffp-contract=off.
+//   fma(a, b, c)     a·b + c rounded once (explicit; only where a reference computes it so).
 //   neg, abs,        sign-bit operations (neg flips, abs clears, copysign transplants); exact,
 //   copysign         also for NaN and ±0.
 //   floor, rne       exact; NaN stays NaN; ±0 keeps its sign.
@@ -40,6 +41,7 @@ struct ScalarOps {
   static F sub(F a, F b) { return a - b; }
   static F mul(F a, F b) { return a * b; }
   static F div(F a, F b) { return a / b; }
+  static F fma(F a, F b, F c) { return std::fma(a, b, c); }
   static F neg(F a) { return -a; }
   static F abs(F a) { return std::fabs(a); }
   static F copysign(F magnitude, F sign_source) { return std::copysign(magnitude, sign_source); }

@@ -43,8 +43,9 @@ struct EstimatorKernels {
   // [elem type][has offset β]; backward sums: {dscale, doffset}
   EstimatorForwardFn<LsqParams> lsq_forward[kNumElemTypes][2];
   EstimatorBackwardFn<LsqParams> lsq_backward[kNumElemTypes][2];
-  // forward is the affine kernel; backward sums: {dscale, dzero_point}
-  EstimatorBackwardFn<LearnableGradParams> learnable_backward[kNumElemTypes];
+  // forward is the affine kernel; backward [elem type][fused form, see core/lsq.h];
+  // sums: {dscale, dzero_point}
+  EstimatorBackwardFn<LearnableGradParams> learnable_backward[kNumElemTypes][2];
   // [elem type]; backward [elem type][signed]; sums: {dalpha}
   EstimatorForwardFn<PactParams> pact_forward[kNumElemTypes];
   EstimatorBackwardFn<PactParams> pact_backward[kNumElemTypes][2];

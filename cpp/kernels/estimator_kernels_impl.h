@@ -125,13 +125,13 @@ void lsq_backward(const void* xv, const void* dyv, void* dxv, int64_t n, const L
 
 // ---- PyTorch learnable -----------------------------------------------------------------------
 
-template <class E, typename T>
+template <class E, typename T, bool kFused>
 void learnable_backward(const void* xv, const void* dyv, void* dxv, int64_t n, const LearnableGradParams& params,
                         RngStream, float* sums) {
   const LearnableVec<E> p(params);
   map_reduce_run<E, 2>(static_cast<const T*>(xv), static_cast<const T*>(dyv), static_cast<T*>(dxv), n, sums,
                        [&](auto x, auto dy, int64_t, auto* c) {
-                         const auto g = learnable_grads<E>(x, dy, p);
+                         const auto g = learnable_grads<E, kFused>(x, dy, p);
                          c[0] = g.dscale;
                          c[1] = g.dzero_point;
                          return g.dx;
@@ -244,7 +244,8 @@ void fill_estimators(EstimatorKernels& k, int e) {
   k.lsq_forward[e][1] = &lsq_forward<E, T, true, false>;
   k.lsq_backward[e][0] = &lsq_backward<E, T, false, false>;
   k.lsq_backward[e][1] = &lsq_backward<E, T, true, false>;
-  k.learnable_backward[e] = &learnable_backward<E, T>;
+  k.learnable_backward[e][0] = &learnable_backward<E, T, false>;
+  k.learnable_backward[e][1] = &learnable_backward<E, T, true>;
   k.pact_forward[e] = &pact_forward<E, T, false>;
   k.pact_backward[e][0] = &pact_backward<E, T, false>;
   k.pact_backward[e][1] = &pact_backward<E, T, true>;

@@ -28,6 +28,7 @@ struct EScalar : ScalarOps {
 #if defined(LOWBIT_ESTIMATOR_AVX2)
 struct EAvx2 : VecAvx2 {
   static F div(F a, F b) { return _mm256_div_ps(a, b); }
+  static F fma(F a, F b, F c) { return _mm256_fmadd_ps(a, b, c); }
   static F neg(F a) { return _mm256_xor_ps(a, _mm256_set1_ps(-0.0f)); }
   static F abs(F a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a); }
   static F floor(F a) { return _mm256_round_ps(a, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC); }
@@ -58,6 +59,7 @@ struct EAvx2 : VecAvx2 {
 #if defined(LOWBIT_ESTIMATOR_AVX512)
 struct EAvx512 : VecAvx512 {
   static F div(F a, F b) { return _mm512_div_ps(a, b); }
+  static F fma(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }
   static F neg(F a) { return _mm512_xor_ps(a, _mm512_set1_ps(-0.0f)); }
   static F abs(F a) { return _mm512_andnot_ps(_mm512_set1_ps(-0.0f), a); }
   static F floor(F a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC); }

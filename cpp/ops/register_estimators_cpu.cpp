@@ -4,6 +4,7 @@
 // Backward ops compute dx and reduce every parameter gradient in the same single pass
 // (estimator_common.h: deterministic, independent of thread count and ISA). No per-element math
 // lives here.
+#include <ATen/Version.h>
 #include <torch/library.h>
 
 #include <cmath>
@@ -147,6 +148,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fake_quantize_lsq_backward_cpu(
 
 // ---- PyTorch-compatible learnable ------------------------------------------------------------
 
+// Whether ATen runs the multiply-add-contracted build of its learnable gradient kernel (every
+// capability but DEFAULT on x86; see core/lsq.h). ATen fixes its capability at start-up.
+bool aten_learnable_kernel_is_fused() {
+  static const bool fused = at::get_cpu_capability() != "DEFAULT";
+  return fused;
+}
+
 std::vector<float> learnable_zero_point_values(const at::Tensor& zero_point, const char* op) {
   TORCH_CHECK(!zero_point.is_complex() && zero_point.scalar_type() != at::kBool, "lowbit.", op,
               ": zero_point must be a real tensor (float, as torch's learnable fake quantization keeps it), got ",
@@ -199,7 +207,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fake_quantize_learnable_backward_
   for (size_t i = 0; i < sv.size(); ++i) {
     params.push_back(make_learnable_grad_params(sv[i], zv[i], qmin, qmax, static_cast<float>(grad_factor), per_tensor));
   }
-  auto [dx, totals] = run_backward<2>(s, grad, params, kernels::estimator_kernels().learnable_backward[e_index(s.et)]);
+  const int fused = aten_learnable_kernel_is_fused() ? 1 : 0;
+  auto [dx, totals] =
+      run_backward<2>(s, grad, params, kernels::estimator_kernels().learnable_backward[e_index(s.et)][fused]);
   return {dx, param_grad(totals, 0, 2, scale), param_grad(totals, 1, 2, zero_point)};
 }
 
