@@ -490,38 +490,49 @@ def lsq_plus_init_activation(x: torch.Tensor, qmin: int, qmax: int, *, param_sha
     """LSQ+'s activation initialisation: ``(scale, offset)`` minimising ``‖x̂ - x‖²`` per block.
 
     A grid search over clip ranges ``[lo, hi]`` inside each block's ``[min, max]``
-    (``lo = min + f·(max - min)`` for ``f`` in ``[0, 0.5)``, ``hi = max - f'·(max - min)``
-    likewise, ``grid`` values each): ``s = (hi - lo)/(qmax - qmin)``, ``β = lo - qmin·s``, the
-    error measured with :func:`fake_quantize_lsq` itself. Costs ``grid²`` passes over ``x``; use
-    one calibration batch.
+    (``lo = min + f·(max - min)``, ``hi = max - f'·(max - min)``, ``f, f'`` on a ``grid``-point
+    grid in ``[0, 0.5)``), then a second, finer grid around the best point: ``s = (hi - lo) /
+    (qmax - qmin)``, ``β = lo - qmin·s``, the error measured with :func:`fake_quantize_lsq`
+    itself. Costs ``2·grid²`` passes over ``x``; use one calibration batch.
     """
-    if grid < 1:
-        raise ValueError(f"lsq_plus_init_activation: grid must be >= 1, got grid={grid}")
+    if isinstance(grid, bool) or not isinstance(grid, int) or grid < 2:
+        raise ValueError(f"lsq_plus_init_activation: grid must be an int >= 2, got grid={grid!r}")
     if qmin >= qmax:
         raise ValueError(f"lsq_plus_init_activation: need qmin < qmax, got qmin={qmin}, qmax={qmax}")
+    name = "lsq_plus_init_activation"
     with torch.no_grad():
         xf = x.detach().float().contiguous()
-        name = "lsq_plus_init_activation"
         mn = _block_reduce(xf, param_shape, lambda t, d: t.amin(dim=d), name)
         mx = _block_reduce(xf, param_shape, lambda t, d: t.amax(dim=d), name)
         span = (mx - mn).clamp_min(2.0**-20)
         best_err = torch.full_like(mn, _math.inf)
-        best_s = torch.empty_like(mn)
-        best_b = torch.empty_like(mn)
-        fractions = [0.5 * i / grid for i in range(grid)]
-        for f_lo in fractions:
-            for f_hi in fractions:
-                lo = mn + f_lo * span
-                hi = mx - f_hi * span
-                s = ((hi - lo) / (qmax - qmin)).clamp_min(2.0**-23)
-                b = lo - qmin * s
-                y = torch.ops.lowbit.fake_quantize_lsq(xf, s, b, qmin, qmax, 1.0, "half_even", None, 0)
-                err = _block_reduce((y - xf).square(), param_shape, lambda t, d: t.sum(dim=d), name)
-                better = err < best_err
-                best_err = torch.where(better, err, best_err)
-                best_s = torch.where(better, s, best_s)
-                best_b = torch.where(better, b, best_b)
-        return best_s, best_b
+        best = [torch.zeros_like(mn), torch.zeros_like(mn)]  # (f_lo, f_hi) per block
+
+        def search(lo_fracs, hi_fracs):
+            nonlocal best_err
+            for f_lo in lo_fracs:
+                for f_hi in hi_fracs:
+                    f_lo_t = f_lo if isinstance(f_lo, torch.Tensor) else torch.full_like(mn, f_lo)
+                    f_hi_t = f_hi if isinstance(f_hi, torch.Tensor) else torch.full_like(mn, f_hi)
+                    lo, hi = mn + f_lo_t * span, mx - f_hi_t * span
+                    s = ((hi - lo) / (qmax - qmin)).clamp_min(2.0**-23)
+                    b = lo - qmin * s
+                    y = torch.ops.lowbit.fake_quantize_lsq(xf, s, b, qmin, qmax, 1.0, "half_even", None, 0)
+                    err = _block_reduce((y - xf).square(), param_shape, lambda t, d: t.sum(dim=d), name)
+                    better = err < best_err
+                    best_err = torch.where(better, err, best_err)
+                    best[0] = torch.where(better, f_lo_t, best[0])
+                    best[1] = torch.where(better, f_hi_t, best[1])
+
+        step = 0.5 / grid
+        coarse = [step * i for i in range(grid)]
+        search(coarse, coarse)
+        fine = [step * (2 * i / (grid - 1) - 1) for i in range(grid)]
+        lo0, hi0 = best[0].clone(), best[1].clone()
+        search([(lo0 + d).clamp(0.0, 0.5) for d in fine], [(hi0 + d).clamp(0.0, 0.5) for d in fine])
+        lo, hi = mn + best[0] * span, mx - best[1] * span
+        s = ((hi - lo) / (qmax - qmin)).clamp_min(2.0**-23)
+        return s, lo - qmin * s
 
 
 def pact_regularizer(alpha: torch.Tensor, weight: float = 2e-4) -> torch.Tensor:
