@@ -74,16 +74,26 @@ def test_training_loop_compiles_once_and_toggles_do_not_recompile(act):
         if step == 5:
             frozen = {n: q.min_val.clone() for n, q in lowbit.named_quantizers(model)}
 
+    # torch 2.13 keeps no counters["recompiles"]: a recompile shows as a second compiled frame.
     assert backend.frame_count == 1, f"compiled {backend.frame_count} times"
-    assert backend.graphs and len(backend.graphs) == 1
+    assert counters["stats"]["unique_graphs"] == 1
     assert not counters["graph_break"], dict(counters["graph_break"])
-    assert not counters["recompiles"], dict(counters["recompiles"])
     # The compiled graph really honoured the switches: observers froze after step 4 ...
     for name, quantizer in lowbit.named_quantizers(model):
         assert torch.equal(quantizer.min_val, frozen[name]), name
     # ... and the compiled model tracked the eager one throughout.
     for (name, a), (_, b) in zip(model.state_dict().items(), eager.state_dict().items()):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
+
+    # The counter does see recompiles: eval mode is a different graph (observers off), compiled
+    # once; going back to training reuses the first graph.
+    x, _ = _batches(1, seed=5)[0]
+    model.eval()
+    assert torch.equal(compiled(x), model(x))
+    assert backend.frame_count == 2
+    model.train()
+    compiled(x)
+    assert backend.frame_count == 2
 
 
 def test_observer_and_fake_quant_ops_are_in_the_graph():
