@@ -1,4 +1,7 @@
 import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import lowbit
 from lowbit import QuantSpec
@@ -123,3 +126,34 @@ def test_estimator_registry():
         QuantSpec(Int(8), estimator="test_only_estimator")
     with pytest.raises(ValueError, match=r"FakeQuantize implements estimator='ste'"):
         FakeQuantize(spec)
+
+
+@st.composite
+def _spec_and_shape(draw):
+    shape = tuple(draw(st.lists(st.integers(1, 6), min_size=1, max_size=4)))
+    granularity = draw(st.sampled_from(["per_tensor", "per_channel", "per_group"]))
+    kwargs = {}
+    if granularity != "per_tensor":
+        axis = draw(st.sampled_from([None] + list(range(-len(shape), len(shape)))))
+        kwargs["axis"] = axis
+        if granularity == "per_group":
+            size = shape[(len(shape) - 1 if axis is None else axis) % len(shape)]
+            kwargs["group_size"] = draw(st.sampled_from([g for g in range(1, size + 1) if size % g == 0]))
+    return QuantSpec(Int(draw(st.integers(2, 16))), granularity=granularity, **kwargs), shape
+
+
+@settings(max_examples=40, deadline=None)
+@given(_spec_and_shape())
+def test_param_shape_tiles_the_tensor_for_the_ops(case):
+    spec, shape = case
+    pshape = spec.param_shape(shape)
+    padded = (1,) * (len(shape) - len(pshape)) + pshape
+    assert len(padded) == len(shape) and all(s % p == 0 for s, p in zip(shape, padded))
+    assert pshape == (1,) or pshape[0] != 1  # leading ones dropped
+    fq = FakeQuantize(spec, shape=shape).train()
+    x = torch.randn(shape)
+    y = fq(x)  # the observer and fake-quant ops accept the shape
+    assert y.shape == x.shape
+    blocks = x.reshape(*[d for p, s in zip(padded, shape) for d in (p, s // p)])
+    expected_max = blocks.amax(dim=tuple(range(1, 2 * len(shape), 2))).reshape(pshape)
+    assert torch.equal(fq.max_val, expected_max)

@@ -56,7 +56,9 @@ class QuantSpec:
             evaluation rounds half to even so inference is deterministic.
         observer: how the range is tracked: ``"minmax"`` (running min/max, torch.ao's
             ``MinMaxObserver``) or ``"ema"`` (moving average of batch min/max, torch.ao's
-            ``MovingAverageMinMaxObserver``).
+            ``MovingAverageMinMaxObserver``). A running min/max of a weight keeps the widest range
+            the weight ever had; ``observer="ema", averaging_constant=1.0`` follows the current
+            weight instead.
         averaging_constant: the EMA weight of a new batch, in (0, 1]; default 0.01. Only with
             ``observer="ema"``.
         estimator: the quantizer that implements the spec, by name (see

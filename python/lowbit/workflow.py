@@ -66,6 +66,9 @@ def prepare_qat(model: nn.Module, *, weight: Optional[QuantSpec] = None, activat
     A pattern that matches no Linear/Conv2d warns. A module registered under several names is
     swapped if any of its names is selected, everywhere it appears.
 
+    The swapped layers add quantizer buffers to the state dict (``<layer>.weight_quantizer.min_val``,
+    ...): load float checkpoints before ``prepare_qat``, QAT checkpoints after it.
+
     Returns:
         ``model`` (or, when ``model`` itself is a Linear/Conv2d, the new quantized layer).
     """
