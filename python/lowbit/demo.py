@@ -51,8 +51,11 @@ class DemoResult:
 
 def load_data(seed: int = 0, test_fraction: float = 0.2) -> Data:
     """scikit-learn's digits as ``[N, 1, 8, 8]`` float tensors in [0, 1], stratified split."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
+    try:
+        from sklearn.datasets import load_digits
+        from sklearn.model_selection import train_test_split
+    except ImportError as e:
+        raise ImportError("the lowbit demo needs scikit-learn for its dataset: pip install scikit-learn") from e
 
     digits = load_digits()
     x = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
