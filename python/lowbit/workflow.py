@@ -66,6 +66,9 @@ def prepare_qat(model: nn.Module, *, weight: Optional[QuantSpec] = None, activat
     A pattern that matches no Linear/Conv2d warns. A module registered under several names is
     swapped if any of its names is selected, everywhere it appears.
 
+    Quantizers observe ranges only in training mode, so train (or run calibration batches with
+    the quantizers in training mode) before evaluating: a never-observed quantizer uses scale 1.
+
     The swapped layers add quantizer buffers to the state dict (``<layer>.weight_quantizer.min_val``,
     ...): load float checkpoints before ``prepare_qat``, QAT checkpoints after it.
 
