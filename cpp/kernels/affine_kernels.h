@@ -31,7 +31,7 @@ using FakeQuantBackwardFn = void (*)(const void* x, const void* dy, void* dx, in
 using QuantizeFn = void (*)(const void* x, void* q, int64_t n, const AffineParams& p);
 // y[i] = (q[i] - z)·scale in the element type.
 using DequantizeFn = void (*)(const void* q, void* y, int64_t n, float scale, float zero_point);
-// *min = min(*min, x[i]...), *max likewise; NaN elements are ignored.
+// *min = min(*min, x[i]...), *max likewise; NaN elements are ignored; a zero result is +0.
 using MinMaxFn = void (*)(const void* x, int64_t n, float* min_val, float* max_val);
 
 struct AffineKernels {

@@ -132,8 +132,11 @@ void minmax_run(const void* xv, int64_t n, float* min_val, float* max_val) {
     mn = v < mn ? v : mn;
     mx = v > mx ? v : mx;
   }
-  *min_val = mn;
-  *max_val = mx;
+  // A zero extremum leaves as +0: which of +0 / -0 a min/max meets first depends on the lane
+  // order, so without this the ISAs (and thread splits) disagree on its sign. `+ 0.0f` maps -0
+  // to +0 and leaves every other value, NaN and ±Inf included, unchanged.
+  *min_val = mn + 0.0f;
+  *max_val = mx + 0.0f;
 }
 
 template <typename V, typename T>
