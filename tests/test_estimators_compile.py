@@ -47,6 +47,12 @@ FORWARD_CASES = {
                                                  None, 0)),
     "sigmoid": (lib.fake_quantize_sigmoid, lambda: (_x(), LEVELS, THRESH, *_p(1.0, 1.5), TEMP, False)),
     "sigmoid_hard": (lib.fake_quantize_sigmoid, lambda: (_x(), LEVELS, THRESH, *_p(1.0, 1.5), TEMP, True)),
+    "lsq_disabled": (lib.fake_quantize_lsq, lambda: (_x(), *_p(0.2), None, -8, 7, 0.1, "half_even", None, 0,
+                                                     torch.tensor([False]))),
+    "qil_enabled": (lib.fake_quantize_qil, lambda: (_x(), *_p(0.8, 0.5, 1.2), 4, True, "half_even", None, 0,
+                                                    torch.tensor([True]))),
+    "sigmoid_disabled": (lib.fake_quantize_sigmoid, lambda: (_x(), LEVELS, THRESH, *_p(1.0, 1.5), TEMP, False,
+                                                             torch.tensor([False]))),
 }
 
 BACKWARD_OPS = {
@@ -152,3 +158,21 @@ def test_no_graph_break_explain():
     explanation = torch._dynamo.explain(f)(torch.randn(10), torch.tensor([0.1]), torch.tensor([1.0]))
     assert explanation.graph_break_count == 0
     assert explanation.graph_count == 1
+
+
+def test_enabled_switch_no_recompile():
+    torch._dynamo.reset()
+    on = torch.tensor([True])
+    x = _x()
+    s = torch.tensor([0.3], requires_grad=True)
+
+    def f(x, s, on):
+        return ops.fake_quantize_lsq(x, s, -8, 7, enabled=on).sum()
+
+    compiled, counter = _counted(f)
+    y_on = compiled(x, s, on)
+    on.fill_(False)
+    y_off = compiled(x, s, on)
+    assert counter.frame_count == 1
+    assert torch.equal(y_off, x.sum())
+    assert not torch.equal(y_on, y_off)

@@ -339,3 +339,38 @@ def test_empty_input():
     y.sum().backward()
     assert y.shape == (0, 4) and x.grad.shape == (0, 4)
     assert s.grad.item() == 0.0
+
+
+DISABLED_CASES = {
+    "lsq": lambda x, e: ops.fake_quantize_lsq(x, torch.tensor([0.1], requires_grad=True), -8, 7,
+                                              offset=torch.tensor([0.2], requires_grad=True), enabled=e),
+    "learnable": lambda x, e: ops.fake_quantize_learnable(x, torch.tensor([0.1], requires_grad=True),
+                                                          torch.tensor([2.0], requires_grad=True), 0, 255, enabled=e),
+    "pact": lambda x, e: ops.fake_quantize_pact(x, torch.tensor([1.0], requires_grad=True), 3, enabled=e),
+    "qil": lambda x, e: ops.fake_quantize_qil(x, torch.tensor([0.5], requires_grad=True),
+                                              torch.tensor([0.4], requires_grad=True),
+                                              torch.tensor([1.0], requires_grad=True), 3, enabled=e),
+    "dsq": lambda x, e: ops.fake_quantize_dsq(x, torch.tensor([-1.0], requires_grad=True),
+                                              torch.tensor([1.0], requires_grad=True),
+                                              torch.tensor([0.2], requires_grad=True), 3, enabled=e),
+    "sigmoid": lambda x, e: ops.fake_quantize_sigmoid(x, ops.sigmoid_levels(2), torch.tensor([-0.5, 0.5]),
+                                                      torch.tensor([1.0], requires_grad=True),
+                                                      torch.tensor([1.0], requires_grad=True), torch.tensor([4.0]),
+                                                      enabled=e),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DISABLED_CASES))
+def test_disabled_is_identity_with_zero_parameter_grads(name):
+    x = torch.randn(5, 7).requires_grad_(True)
+    dy = torch.randn(5, 7)
+    y = DISABLED_CASES[name](x, torch.tensor([False]))
+    assert torch.equal(y, x.detach())
+    params = [t for t in y.grad_fn.next_functions]
+    y.backward(dy)
+    assert torch.equal(x.grad, dy)
+    leaves = [fn.variable for fn, _ in params if fn is not None and hasattr(fn, "variable")]
+    leaves = [p for p in leaves if p is not x]
+    assert leaves and all(p.grad is not None and bool((p.grad == 0).all()) for p in leaves)
+    on = DISABLED_CASES[name](x.detach(), torch.tensor([True]))
+    assert not torch.equal(on, x.detach())

@@ -92,6 +92,11 @@ std::pair<at::Tensor, std::vector<double>> run_backward(const Setup& s, const at
 
 int e_index(ElemType et) { return static_cast<int>(et); }
 
+// Quantization switched off (`enabled` holds False): forward is the identity, backward passes
+// grad through and gives every parameter a zero gradient.
+at::Tensor disabled_forward(const at::Tensor& x) { return x.clone(at::MemoryFormat::Contiguous); }
+at::Tensor zero_grad_like(const at::Tensor& p) { return at::zeros(p.sizes(), p.options()); }
+
 at::Tensor empty_grad_like(const at::Tensor& like) { return at::empty({0}, like.options()); }
 
 // ---- LSQ / LSQ+ ------------------------------------------------------------------------------
@@ -118,11 +123,13 @@ void check_grad_scale(double g, const char* op, const char* name) {
 
 at::Tensor fake_quantize_lsq_cpu(const at::Tensor& x, const at::Tensor& scale, const std::optional<at::Tensor>& offset,
                                  int64_t qmin, int64_t qmax, double grad_scale, c10::string_view rounding,
-                                 const std::optional<at::Tensor>& seed, int64_t seed_offset) {
+                                 const std::optional<at::Tensor>& seed, int64_t seed_offset,
+                                 const std::optional<at::Tensor>& enabled) {
   constexpr const char* op = "fake_quantize_lsq";
   check_grad_scale(grad_scale, op, "grad_scale");
   const Setup s = make_setup(x, scale, "scale", op, rounding, seed, seed_offset);
   const auto params = lsq_params(scale, offset, qmin, qmax, op);
+  if (!is_enabled(enabled, op)) return disabled_forward(x);
   const int e = e_index(s.et), o = offset.has_value() ? 1 : 0;
   const auto fn = s.stochastic ? kernels::estimator_stochastic_kernels().lsq_forward[e][o]
                                : kernels::estimator_kernels().lsq_forward[e][o];
@@ -132,12 +139,16 @@ at::Tensor fake_quantize_lsq_cpu(const at::Tensor& x, const at::Tensor& scale, c
 std::tuple<at::Tensor, at::Tensor, at::Tensor> fake_quantize_lsq_backward_cpu(
     const at::Tensor& grad, const at::Tensor& x, const at::Tensor& scale, const std::optional<at::Tensor>& offset,
     int64_t qmin, int64_t qmax, double grad_scale, c10::string_view rounding, const std::optional<at::Tensor>& seed,
-    int64_t seed_offset) {
+    int64_t seed_offset, const std::optional<at::Tensor>& enabled) {
   constexpr const char* op = "fake_quantize_lsq_backward";
   check_grad_scale(grad_scale, op, "grad_scale");
   const Setup s = make_setup(x, scale, "scale", op, rounding, seed, seed_offset);
   check_grad_like_x(grad, x, op);
   const auto params = lsq_params(scale, offset, qmin, qmax, op);
+  if (!is_enabled(enabled, op)) {
+    return {disabled_forward(grad), zero_grad_like(scale),
+            offset.has_value() ? zero_grad_like(*offset) : empty_grad_like(scale)};
+  }
   const int e = e_index(s.et), o = offset.has_value() ? 1 : 0;
   const auto fn = s.stochastic ? kernels::estimator_stochastic_kernels().lsq_backward[e][o]
                                : kernels::estimator_kernels().lsq_backward[e][o];
@@ -172,7 +183,8 @@ void check_learnable_args(const at::Tensor& scale, const at::Tensor& zero_point,
 }
 
 at::Tensor fake_quantize_learnable_cpu(const at::Tensor& x, const at::Tensor& scale, const at::Tensor& zero_point,
-                                       int64_t qmin, int64_t qmax, double grad_factor) {
+                                       int64_t qmin, int64_t qmax, double grad_factor,
+                                       const std::optional<at::Tensor>& enabled) {
   constexpr const char* op = "fake_quantize_learnable";
   check_learnable_args(scale, zero_point, qmin, qmax, grad_factor, op);
   const Setup s = make_setup(x, scale, "scale", op, "half_even", std::nullopt, 0);
@@ -184,6 +196,7 @@ at::Tensor fake_quantize_learnable_cpu(const at::Tensor& x, const at::Tensor& sc
     params.push_back(make_affine_params(clamp_learnable_scale(sv[i]), learnable_forward_zero_point(zv[i], qmin, qmax),
                                         qmin, qmax));
   }
+  if (!is_enabled(enabled, op)) return disabled_forward(x);
   at::Tensor y = at::empty(s.xc.sizes(), s.xc.options());
   const int64_t es = s.xc.element_size();
   char* yp = bytes_of(y);
@@ -194,7 +207,7 @@ at::Tensor fake_quantize_learnable_cpu(const at::Tensor& x, const at::Tensor& sc
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> fake_quantize_learnable_backward_cpu(
     const at::Tensor& grad, const at::Tensor& x, const at::Tensor& scale, const at::Tensor& zero_point, int64_t qmin,
-    int64_t qmax, double grad_factor) {
+    int64_t qmax, double grad_factor, const std::optional<at::Tensor>& enabled) {
   constexpr const char* op = "fake_quantize_learnable_backward";
   check_learnable_args(scale, zero_point, qmin, qmax, grad_factor, op);
   const Setup s = make_setup(x, scale, "scale", op, "half_even", std::nullopt, 0);
@@ -207,6 +220,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fake_quantize_learnable_backward_
   for (size_t i = 0; i < sv.size(); ++i) {
     params.push_back(make_learnable_grad_params(sv[i], zv[i], qmin, qmax, static_cast<float>(grad_factor), per_tensor));
   }
+  if (!is_enabled(enabled, op)) return {disabled_forward(grad), zero_grad_like(scale), zero_grad_like(zero_point)};
   const int fused = aten_learnable_kernel_is_fused() ? 1 : 0;
   auto [dx, totals] =
       run_backward<2>(s, grad, params, kernels::estimator_kernels().learnable_backward[e_index(s.et)][fused]);
@@ -226,10 +240,11 @@ std::vector<PactParams> pact_params(const at::Tensor& alpha, int64_t bits, bool 
 
 at::Tensor fake_quantize_pact_cpu(const at::Tensor& x, const at::Tensor& alpha, int64_t bits, bool is_signed,
                                   c10::string_view rounding, const std::optional<at::Tensor>& seed,
-                                  int64_t seed_offset) {
+                                  int64_t seed_offset, const std::optional<at::Tensor>& enabled) {
   constexpr const char* op = "fake_quantize_pact";
   const auto params = pact_params(alpha, bits, is_signed, op);
   const Setup s = make_setup(x, alpha, "alpha", op, rounding, seed, seed_offset);
+  if (!is_enabled(enabled, op)) return disabled_forward(x);
   const int e = e_index(s.et);
   const auto fn = s.stochastic ? kernels::estimator_stochastic_kernels().pact_forward[e]
                                : kernels::estimator_kernels().pact_forward[e];
@@ -240,11 +255,13 @@ std::tuple<at::Tensor, at::Tensor> fake_quantize_pact_backward_cpu(const at::Ten
                                                                    const at::Tensor& alpha, int64_t bits,
                                                                    bool is_signed, c10::string_view rounding,
                                                                    const std::optional<at::Tensor>& seed,
-                                                                   int64_t seed_offset) {
+                                                                   int64_t seed_offset,
+                                                                   const std::optional<at::Tensor>& enabled) {
   constexpr const char* op = "fake_quantize_pact_backward";
   const auto params = pact_params(alpha, bits, is_signed, op);
   const Setup s = make_setup(x, alpha, "alpha", op, rounding, seed, seed_offset);
   check_grad_like_x(grad, x, op);
+  if (!is_enabled(enabled, op)) return {disabled_forward(grad), zero_grad_like(alpha)};
   auto [dx, totals] =
       run_backward<1>(s, grad, params, kernels::estimator_kernels().pact_backward[e_index(s.et)][is_signed ? 1 : 0]);
   return {dx, param_grad(totals, 0, 1, alpha)};
@@ -274,10 +291,11 @@ std::vector<QilParams> qil_params(const at::Tensor& c, const at::Tensor& d, cons
 at::Tensor fake_quantize_qil_cpu(const at::Tensor& x, const at::Tensor& c, const at::Tensor& d,
                                  const std::optional<at::Tensor>& gamma, int64_t bits, bool weight,
                                  c10::string_view rounding, const std::optional<at::Tensor>& seed,
-                                 int64_t seed_offset) {
+                                 int64_t seed_offset, const std::optional<at::Tensor>& enabled) {
   constexpr const char* op = "fake_quantize_qil";
   const auto params = qil_params(c, d, gamma, bits, weight, op);
   const Setup s = make_setup(x, c, "c", op, rounding, seed, seed_offset);
+  if (!is_enabled(enabled, op)) return disabled_forward(x);
   const int e = e_index(s.et), w = weight ? 1 : 0, pw = gamma.has_value() ? 1 : 0;
   const auto fn = s.stochastic ? kernels::estimator_stochastic_kernels().qil_forward[e][w][pw]
                                : kernels::estimator_kernels().qil_forward[e][w][pw];
@@ -287,11 +305,15 @@ at::Tensor fake_quantize_qil_cpu(const at::Tensor& x, const at::Tensor& c, const
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> fake_quantize_qil_backward_cpu(
     const at::Tensor& grad, const at::Tensor& x, const at::Tensor& c, const at::Tensor& d,
     const std::optional<at::Tensor>& gamma, int64_t bits, bool weight, c10::string_view rounding,
-    const std::optional<at::Tensor>& seed, int64_t seed_offset) {
+    const std::optional<at::Tensor>& seed, int64_t seed_offset, const std::optional<at::Tensor>& enabled) {
   constexpr const char* op = "fake_quantize_qil_backward";
   const auto params = qil_params(c, d, gamma, bits, weight, op);
   const Setup s = make_setup(x, c, "c", op, rounding, seed, seed_offset);
   check_grad_like_x(grad, x, op);
+  if (!is_enabled(enabled, op)) {
+    return {disabled_forward(grad), zero_grad_like(c), zero_grad_like(d),
+            gamma.has_value() ? zero_grad_like(*gamma) : empty_grad_like(c)};
+  }
   const auto fn = kernels::estimator_kernels().qil_backward[e_index(s.et)][weight ? 1 : 0][gamma.has_value() ? 1 : 0];
   auto [dx, totals] = run_backward<3>(s, grad, params, fn);
   return {dx, param_grad(totals, 0, 3, c), param_grad(totals, 1, 3, d),
@@ -334,13 +356,14 @@ std::vector<DsqParams> dsq_params(const at::Tensor& lower, const at::Tensor& upp
 at::Tensor fake_quantize_dsq_cpu(const at::Tensor& x, const at::Tensor& lower, const at::Tensor& upper,
                                  const at::Tensor& alpha, int64_t bits, c10::string_view mode,
                                  c10::string_view rounding, const std::optional<at::Tensor>& seed,
-                                 int64_t seed_offset) {
+                                 int64_t seed_offset, const std::optional<at::Tensor>& enabled) {
   constexpr const char* op = "fake_quantize_dsq";
   const bool soft = parse_dsq_mode(mode, op);
   const auto params = dsq_params(lower, upper, alpha, bits, op);
   const Setup s = make_setup(x, lower, "lower", op, rounding, seed, seed_offset);
   TORCH_CHECK(!(soft && s.stochastic), "lowbit.", op,
               ": rounding='stochastic' needs mode='hard' (the soft staircase does not round)");
+  if (!is_enabled(enabled, op)) return disabled_forward(x);
   const int e = e_index(s.et);
   const auto fn = s.stochastic ? kernels::estimator_stochastic_kernels().dsq_hard_forward[e]
                                : kernels::estimator_kernels().dsq_forward[e][soft ? 1 : 0];
@@ -350,7 +373,7 @@ at::Tensor fake_quantize_dsq_cpu(const at::Tensor& x, const at::Tensor& lower, c
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> fake_quantize_dsq_backward_cpu(
     const at::Tensor& grad, const at::Tensor& x, const at::Tensor& lower, const at::Tensor& upper,
     const at::Tensor& alpha, int64_t bits, c10::string_view mode, c10::string_view rounding,
-    const std::optional<at::Tensor>& seed, int64_t seed_offset) {
+    const std::optional<at::Tensor>& seed, int64_t seed_offset, const std::optional<at::Tensor>& enabled) {
   constexpr const char* op = "fake_quantize_dsq_backward";
   const bool soft = parse_dsq_mode(mode, op);
   const auto params = dsq_params(lower, upper, alpha, bits, op);
@@ -358,6 +381,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> fake_quantize_dsq_bac
   TORCH_CHECK(!(soft && s.stochastic), "lowbit.", op,
               ": rounding='stochastic' needs mode='hard' (the soft staircase does not round)");
   check_grad_like_x(grad, x, op);
+  if (!is_enabled(enabled, op)) {
+    return {disabled_forward(grad), zero_grad_like(lower), zero_grad_like(upper), zero_grad_like(alpha)};
+  }
   auto [dx, totals] = run_backward<3>(s, grad, params, kernels::estimator_kernels().dsq_backward[e_index(s.et)]);
   return {dx, param_grad(totals, 0, 3, lower), param_grad(totals, 1, 3, upper), param_grad(totals, 2, 3, alpha)};
 }
@@ -421,22 +447,25 @@ std::vector<SigmoidParams> sigmoid_params(const SigmoidTables& t, const at::Tens
 
 at::Tensor fake_quantize_sigmoid_cpu(const at::Tensor& x, const at::Tensor& levels, const at::Tensor& thresholds,
                                      const at::Tensor& alpha, const at::Tensor& beta, const at::Tensor& temperature,
-                                     bool hard) {
+                                     bool hard, const std::optional<at::Tensor>& enabled) {
   constexpr const char* op = "fake_quantize_sigmoid";
   const SigmoidTables t = sigmoid_tables(levels, thresholds, temperature, op);
   const auto params = sigmoid_params(t, alpha, beta, op);
   const Setup s = make_setup(x, alpha, "alpha", op, "half_even", std::nullopt, 0);
+  if (!is_enabled(enabled, op)) return disabled_forward(x);
   return run_forward(s, params, kernels::estimator_kernels().sigmoid_forward[e_index(s.et)][hard ? 1 : 0]);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> fake_quantize_sigmoid_backward_cpu(
     const at::Tensor& grad, const at::Tensor& x, const at::Tensor& levels, const at::Tensor& thresholds,
-    const at::Tensor& alpha, const at::Tensor& beta, const at::Tensor& temperature, bool hard) {
+    const at::Tensor& alpha, const at::Tensor& beta, const at::Tensor& temperature, bool hard,
+    const std::optional<at::Tensor>& enabled) {
   constexpr const char* op = "fake_quantize_sigmoid_backward";
   const SigmoidTables t = sigmoid_tables(levels, thresholds, temperature, op);
   const auto params = sigmoid_params(t, alpha, beta, op);
   const Setup s = make_setup(x, alpha, "alpha", op, "half_even", std::nullopt, 0);
   check_grad_like_x(grad, x, op);
+  if (!is_enabled(enabled, op)) return {disabled_forward(grad), zero_grad_like(alpha), zero_grad_like(beta)};
   auto [dx, totals] = run_backward<2>(s, grad, params, kernels::estimator_kernels().sigmoid_backward[e_index(s.et)]);
   return {dx, param_grad(totals, 0, 2, alpha), param_grad(totals, 1, 2, beta)};
 }

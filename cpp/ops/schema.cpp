@@ -55,54 +55,54 @@ TORCH_LIBRARY_FRAGMENT(lowbit, m) {
 
   m.def(
       "fake_quantize_lsq(Tensor x, Tensor scale, Tensor? offset, int qmin, int qmax, float grad_scale=1.0, "
-      "str rounding=\"half_even\", Tensor? seed=None, int seed_offset=0) -> Tensor",
+      "str rounding=\"half_even\", Tensor? seed=None, int seed_offset=0, Tensor? enabled=None) -> Tensor",
       tags);
   m.def(
       "fake_quantize_lsq_backward(Tensor grad, Tensor x, Tensor scale, Tensor? offset, int qmin, int qmax, "
-      "float grad_scale=1.0, str rounding=\"half_even\", Tensor? seed=None, int seed_offset=0) "
-      "-> (Tensor, Tensor, Tensor)",
+      "float grad_scale=1.0, str rounding=\"half_even\", Tensor? seed=None, int seed_offset=0, "
+      "Tensor? enabled=None) -> (Tensor, Tensor, Tensor)",
       tags);
   m.def(
       "fake_quantize_learnable(Tensor x, Tensor scale, Tensor zero_point, int qmin, int qmax, "
-      "float grad_factor=1.0) -> Tensor",
+      "float grad_factor=1.0, Tensor? enabled=None) -> Tensor",
       tags);
   m.def(
       "fake_quantize_learnable_backward(Tensor grad, Tensor x, Tensor scale, Tensor zero_point, int qmin, "
-      "int qmax, float grad_factor=1.0) -> (Tensor, Tensor, Tensor)",
+      "int qmax, float grad_factor=1.0, Tensor? enabled=None) -> (Tensor, Tensor, Tensor)",
       tags);
   m.def(
       "fake_quantize_pact(Tensor x, Tensor alpha, int bits, bool signed=False, str rounding=\"half_even\", "
-      "Tensor? seed=None, int seed_offset=0) -> Tensor",
+      "Tensor? seed=None, int seed_offset=0, Tensor? enabled=None) -> Tensor",
       tags);
   m.def(
       "fake_quantize_pact_backward(Tensor grad, Tensor x, Tensor alpha, int bits, bool signed=False, "
-      "str rounding=\"half_even\", Tensor? seed=None, int seed_offset=0) -> (Tensor, Tensor)",
+      "str rounding=\"half_even\", Tensor? seed=None, int seed_offset=0, Tensor? enabled=None) -> (Tensor, Tensor)",
       tags);
   m.def(
       "fake_quantize_qil(Tensor x, Tensor c, Tensor d, Tensor? gamma, int bits, bool weight=True, "
-      "str rounding=\"half_even\", Tensor? seed=None, int seed_offset=0) -> Tensor",
+      "str rounding=\"half_even\", Tensor? seed=None, int seed_offset=0, Tensor? enabled=None) -> Tensor",
       tags);
   m.def(
       "fake_quantize_qil_backward(Tensor grad, Tensor x, Tensor c, Tensor d, Tensor? gamma, int bits, "
-      "bool weight=True, str rounding=\"half_even\", Tensor? seed=None, int seed_offset=0) "
-      "-> (Tensor, Tensor, Tensor, Tensor)",
+      "bool weight=True, str rounding=\"half_even\", Tensor? seed=None, int seed_offset=0, "
+      "Tensor? enabled=None) -> (Tensor, Tensor, Tensor, Tensor)",
       tags);
   m.def(
       "fake_quantize_dsq(Tensor x, Tensor lower, Tensor upper, Tensor alpha, int bits, str mode=\"hard\", "
-      "str rounding=\"half_even\", Tensor? seed=None, int seed_offset=0) -> Tensor",
+      "str rounding=\"half_even\", Tensor? seed=None, int seed_offset=0, Tensor? enabled=None) -> Tensor",
       tags);
   m.def(
       "fake_quantize_dsq_backward(Tensor grad, Tensor x, Tensor lower, Tensor upper, Tensor alpha, int bits, "
-      "str mode=\"hard\", str rounding=\"half_even\", Tensor? seed=None, int seed_offset=0) "
-      "-> (Tensor, Tensor, Tensor, Tensor)",
+      "str mode=\"hard\", str rounding=\"half_even\", Tensor? seed=None, int seed_offset=0, "
+      "Tensor? enabled=None) -> (Tensor, Tensor, Tensor, Tensor)",
       tags);
   m.def(
       "fake_quantize_sigmoid(Tensor x, Tensor levels, Tensor thresholds, Tensor alpha, Tensor beta, "
-      "Tensor temperature, bool hard=False) -> Tensor",
+      "Tensor temperature, bool hard=False, Tensor? enabled=None) -> Tensor",
       tags);
   m.def(
       "fake_quantize_sigmoid_backward(Tensor grad, Tensor x, Tensor levels, Tensor thresholds, Tensor alpha, "
-      "Tensor beta, Tensor temperature, bool hard=False) -> (Tensor, Tensor, Tensor)",
+      "Tensor beta, Tensor temperature, bool hard=False, Tensor? enabled=None) -> (Tensor, Tensor, Tensor)",
       tags);
 }
 // ---- end estimators --------------------------------------------------------------------------

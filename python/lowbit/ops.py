@@ -254,7 +254,7 @@ def _check_positive_number(value, name: str) -> float:
 
 def fake_quantize_lsq(x: torch.Tensor, scale: torch.Tensor, qmin: int, qmax: int, *,
                       offset: Optional[torch.Tensor] = None, grad_scale: float = 1.0, rounding: str = "half_even",
-                      seed: Seed = None, seed_offset: int = 0) -> torch.Tensor:
+                      seed: Seed = None, seed_offset: int = 0, enabled: Optional[torch.Tensor] = None) -> torch.Tensor:
     """LSQ (Esser et al. 2020), or LSQ+ (Bhalgat et al. 2020) when ``offset`` (β) is given.
 
     ``y = clamp(R((x - β) / s), qmin, qmax) * s + β`` with ``1/s`` taken in float32 and ``R``
@@ -276,6 +276,9 @@ def fake_quantize_lsq(x: torch.Tensor, scale: torch.Tensor, qmin: int, qmax: int
             is baked into the graph, so changing it recompiles.
         rounding: ``"half_even"`` or ``"stochastic"`` (Philox stream ``seed``, element ``i`` at
             counter ``seed_offset + i``; ``seed=None`` draws one from torch's generator).
+        enabled: optional one-element bool tensor; False returns ``x`` (a copy), passes gradients
+            through and gives the parameters zero gradients. Every estimator op takes it; a
+            tensor, so toggling it never recompiles a compiled graph.
     """
     _check_rounding(rounding)
     grad_scale = _check_positive_number(grad_scale, "grad_scale")
@@ -283,11 +286,11 @@ def fake_quantize_lsq(x: torch.Tensor, scale: torch.Tensor, qmin: int, qmax: int
     if offset is not None:
         scale, offset = _broadcast(scale, _estimator_param(offset, x, "offset"))
     return torch.ops.lowbit.fake_quantize_lsq(x, scale, offset, qmin, qmax, grad_scale, rounding,
-                                              _seed_tensor(seed, rounding, x), seed_offset)
+                                              _seed_tensor(seed, rounding, x), seed_offset, enabled)
 
 
 def fake_quantize_learnable(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, qmin: int, qmax: int, *,
-                            grad_factor: float = 1.0) -> torch.Tensor:
+                            grad_factor: float = 1.0, enabled: Optional[torch.Tensor] = None) -> torch.Tensor:
     """PyTorch's learnable fake quantization, bit for bit.
 
     Equals ``torch._fake_quantize_learnable_per_tensor_affine`` (a one-element ``scale``) and
@@ -309,11 +312,12 @@ def fake_quantize_learnable(x: torch.Tensor, scale: torch.Tensor, zero_point: to
     scale = _estimator_param(scale, x, "scale")
     zero_point = _estimator_param(zero_point, x, "zero_point")
     scale, zero_point = _broadcast(scale, zero_point)
-    return torch.ops.lowbit.fake_quantize_learnable(x, scale, zero_point, qmin, qmax, float(grad_factor))
+    return torch.ops.lowbit.fake_quantize_learnable(x, scale, zero_point, qmin, qmax, float(grad_factor), enabled)
 
 
 def fake_quantize_pact(x: torch.Tensor, alpha: torch.Tensor, bits: int, *, signed: bool = False,
-                       rounding: str = "half_even", seed: Seed = None, seed_offset: int = 0) -> torch.Tensor:
+                       rounding: str = "half_even", seed: Seed = None, seed_offset: int = 0,
+                       enabled: Optional[torch.Tensor] = None) -> torch.Tensor:
     """PACT (Choi et al. 2018): a learnable clip ``α``, then ``bits``-bit uniform quantization.
 
     ``y = R(clamp(x, lo, α) * L/α) * α/L`` with ``lo = 0, L = 2^bits - 1`` (``signed=False``,
@@ -326,12 +330,12 @@ def fake_quantize_pact(x: torch.Tensor, alpha: torch.Tensor, bits: int, *, signe
     _check_rounding(rounding)
     alpha = _estimator_param(alpha, x, "alpha")
     return torch.ops.lowbit.fake_quantize_pact(x, alpha, bits, bool(signed), rounding, _seed_tensor(seed, rounding, x),
-                                               seed_offset)
+                                               seed_offset, enabled)
 
 
 def fake_quantize_qil(x: torch.Tensor, c: torch.Tensor, d: torch.Tensor, gamma: Optional[torch.Tensor], bits: int, *,
                       weight: bool = True, rounding: str = "half_even", seed: Seed = None,
-                      seed_offset: int = 0) -> torch.Tensor:
+                      seed_offset: int = 0, enabled: Optional[torch.Tensor] = None) -> torch.Tensor:
     """QIL (Jung et al. 2019): the interval transformer ``[c - d, c + d]`` and the discretizer.
 
     Weights (``weight=True``): ``|w| < c - d`` gives 0 (pruned), ``|w| > c + d`` gives
@@ -354,12 +358,12 @@ def fake_quantize_qil(x: torch.Tensor, c: torch.Tensor, d: torch.Tensor, gamma: 
     else:
         c, d, gamma = _broadcast(c, d, _estimator_param(gamma, x, "gamma"))
     return torch.ops.lowbit.fake_quantize_qil(x, c, d, gamma, bits, bool(weight), rounding,
-                                              _seed_tensor(seed, rounding, x), seed_offset)
+                                              _seed_tensor(seed, rounding, x), seed_offset, enabled)
 
 
 def fake_quantize_dsq(x: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor, alpha: torch.Tensor, bits: int, *,
                       mode: str = "hard", rounding: str = "half_even", seed: Seed = None,
-                      seed_offset: int = 0) -> torch.Tensor:
+                      seed_offset: int = 0, enabled: Optional[torch.Tensor] = None) -> torch.Tensor:
     """DSQ (Gong et al. 2019): a tanh staircase on ``[lower, upper]`` with learnable ``α``.
 
     ``Δ = (upper - lower)/(2^bits - 1)``; inside interval ``i`` the soft staircase is
@@ -385,11 +389,12 @@ def fake_quantize_dsq(x: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor,
     lower, upper, alpha = _broadcast(_estimator_param(lower, x, "lower"), _estimator_param(upper, x, "upper"),
                                      _estimator_param(alpha, x, "alpha"))
     return torch.ops.lowbit.fake_quantize_dsq(x, lower, upper, alpha, bits, mode, rounding,
-                                              _seed_tensor(seed, rounding, x), seed_offset)
+                                              _seed_tensor(seed, rounding, x), seed_offset, enabled)
 
 
 def fake_quantize_sigmoid(x: torch.Tensor, levels: torch.Tensor, thresholds: torch.Tensor, alpha: torch.Tensor,
-                          beta: torch.Tensor, temperature: torch.Tensor, *, hard: bool = False) -> torch.Tensor:
+                          beta: torch.Tensor, temperature: torch.Tensor, *, hard: bool = False,
+                          enabled: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Quantization Networks' sigmoid staircase (Yang et al. 2019).
 
     ``y = α·(y_0 + Σ_i s_i·σ(T·(β·x - b_i)))`` with levels ``y_0 < ... < y_n`` (steps
@@ -412,7 +417,7 @@ def fake_quantize_sigmoid(x: torch.Tensor, levels: torch.Tensor, thresholds: tor
     levels = _estimator_param(levels, x, "levels")
     thresholds = _estimator_param(thresholds, x, "thresholds")
     temperature = _estimator_param(temperature, x, "temperature")
-    return torch.ops.lowbit.fake_quantize_sigmoid(x, levels, thresholds, alpha, beta, temperature, bool(hard))
+    return torch.ops.lowbit.fake_quantize_sigmoid(x, levels, thresholds, alpha, beta, temperature, bool(hard), enabled)
 
 
 # ---- estimator helpers: gradient scale, initialisation, regulariser, schedules --------------------
