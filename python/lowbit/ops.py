@@ -460,9 +460,9 @@ def _blocks(x: torch.Tensor, param_shape, name: str) -> tuple[torch.Tensor, tupl
 
 
 def _block_reduce(x: torch.Tensor, param_shape, fn, name: str) -> torch.Tensor:
-    xb, pshape = _blocks(x, param_shape, name)
+    xb, _ = _blocks(x, param_shape, name)
     dims = tuple(range(1, xb.dim(), 2))
-    return fn(xb, dims).reshape(pshape)
+    return fn(xb, dims).reshape(tuple(int(s) for s in param_shape))
 
 
 def lsq_init_scale(x: torch.Tensor, qmax: int, *, param_shape=(1,)) -> torch.Tensor:
