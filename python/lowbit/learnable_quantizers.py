@@ -348,7 +348,8 @@ class QILQuantizer(LearnableQuantizer):
     formats (weights), the exponent ``gamma``; unsigned formats (activations) fix γ = 1.
 
     The op's outputs are normalised (``[-1, 1]`` / ``[0, 1]``); with ``rescale=True`` (default)
-    the module multiplies them by ``c + d`` (held constant in the backward pass), the clip value,
+    the module multiplies them by the clip value ``c + d`` (after the op's clamps ``c >= d >=
+    2^-23``; held constant in the backward pass),
     so a QIL layer keeps its float scale and drops into a pre-trained network (the paper instead
     lets a following BatchNorm absorb the scale: ``rescale=False``). Initialisation: ``c = d``
     = half of LSQ's initial range, capped at the observed max — no pruning, uniform levels.
@@ -382,8 +383,12 @@ class QILQuantizer(LearnableQuantizer):
                                   enabled=self.fake_quant_enabled)
         if not self.rescale:
             return y
-        # Off, the op passed x through: do not rescale it.
-        scale = torch.where(self.fake_quant_enabled, (self.c + self.d).detach(), torch.ones_like(self.c))
+        # The clip the op used: c + d after its clamps (d >= 2^-23, c >= d). Off, the op passed x
+        # through: do not rescale it.
+        with torch.no_grad():
+            d = self.d.clamp_min(_EPS)
+            clip = torch.maximum(self.c, d) + d
+        scale = torch.where(self.fake_quant_enabled, clip, torch.ones_like(clip))
         return y * scale.to(y.dtype)
 
 
@@ -439,15 +444,22 @@ class DSQQuantizer(LearnableQuantizer):
 
 @register_estimator("sigmoid")
 class SigmoidQuantizer(LearnableQuantizer):
-    """Quantization Networks (Yang et al. 2019): a sigmoid staircase with learnable ``alpha``
-    (output scale) and ``beta`` (input scale), fixed levels and thresholds, and a temperature.
+    """Quantization Networks (Yang et al. 2019): a sigmoid staircase with a learnable output scale
+    α and input scale β, fixed levels and thresholds, and a temperature.
 
     Levels: the format's integer grid (signed formats: the symmetric ``±(2^(b-1) - 1)``; unsigned:
     ``0 .. 2^b - 1``), thresholds at their midpoints (buffers). Initialisation (the paper's):
-    ``beta = 1.25·y_n / max|x|`` per block, ``alpha = 1/beta``. The ``temperature`` buffer
-    starts at ``base_temperature`` (10); advance it each epoch with :meth:`set_epoch` or
-    :func:`set_sigmoid_temperature` (``T = (epoch + 1)·10``, capped at 2000). Training mode uses
-    the soft staircase, evaluation the hard step.
+    ``β = 1.25·y_n / max|x|`` per block, ``α = 1/β``.
+
+    Parametrisation: α and β span orders of magnitude with the bit width (β ≈ 300 and α ≈ 0.003
+    for 8-bit activations in [0, 1]), so one optimizer learning rate cannot suit both. The module
+    learns them relative to their initial values: ``alpha`` and ``beta`` are Parameters that start
+    at 1, and the op receives ``alpha·alpha0`` and ``beta·beta0`` (buffers set at
+    initialisation); :attr:`effective_alpha` / :attr:`effective_beta` give the values in use.
+
+    The ``temperature`` buffer starts at ``base_temperature`` (10); advance it each epoch with
+    :meth:`set_epoch` or :func:`set_sigmoid_temperature` (``T = (epoch + 1)·10``, capped at
+    2000). Training mode uses the soft staircase, evaluation the hard step.
     """
 
     estimator = "sigmoid"
@@ -466,14 +478,28 @@ class SigmoidQuantizer(LearnableQuantizer):
         self.register_buffer("levels", levels)
         self.register_buffer("thresholds", ops.sigmoid_thresholds(levels))
         self.register_buffer("temperature", torch.tensor([self._base_temperature], device=device))
+        self.register_buffer("alpha0", torch.ones(pshape, dtype=torch.float32, device=device))
+        self.register_buffer("beta0", torch.ones(pshape, dtype=torch.float32, device=device))
         self.alpha = self._param(pshape, 1.0, device)
         self.beta = self._param(pshape, 1.0, device)
 
     def _init_from(self, x):
         top = _block_stat(x.float().abs(), self._pshape, lambda t, d: t.amax(dim=d)).clamp_min(_EPS)
         beta = 1.25 * float(self.levels[-1]) / top
-        self.beta.copy_(beta)
-        self.alpha.copy_(1.0 / beta)
+        self.beta0.copy_(beta)
+        self.alpha0.copy_(1.0 / beta)
+        self.alpha.fill_(1.0)
+        self.beta.fill_(1.0)
+
+    @property
+    def effective_alpha(self) -> torch.Tensor:
+        """The output scale α the op uses (``alpha·alpha0``)."""
+        return self.alpha * self.alpha0
+
+    @property
+    def effective_beta(self) -> torch.Tensor:
+        """The input scale β the op uses (``beta·beta0``)."""
+        return self.beta * self.beta0
 
     @torch.no_grad()
     def set_temperature(self, temperature: float) -> "SigmoidQuantizer":
@@ -488,8 +514,8 @@ class SigmoidQuantizer(LearnableQuantizer):
         return self.set_temperature(ops.sigmoid_temperature(epoch, self._base_temperature, self._max_temperature))
 
     def _quantize(self, x):
-        return ops.fake_quantize_sigmoid(x, self.levels, self.thresholds, self.alpha, self.beta, self.temperature,
-                                         hard=not self.training, enabled=self.fake_quant_enabled)
+        return ops.fake_quantize_sigmoid(x, self.levels, self.thresholds, self.effective_alpha, self.effective_beta,
+                                         self.temperature, hard=not self.training, enabled=self.fake_quant_enabled)
 
 
 def set_sigmoid_temperature(model: nn.Module, epoch: int) -> int:
