@@ -10,4 +10,12 @@ const AffineKernels& affine_kernels(Isa isa) {
   return kTables[static_cast<int>(isa)]();
 }
 
+// ---- integer kernels (issue 5: requantization, int8 GEMM) ----------------------------------
+const RequantKernels& requant_kernels(Isa isa) {
+  using Getter = const RequantKernels& (*)();
+  static constexpr Getter kTables[kNumIsas] = {&requant_kernels_scalar, &requant_kernels_avx2,
+                                               &requant_kernels_avx512};
+  return kTables[static_cast<int>(isa)]();
+}
+
 }  // namespace lowbit::kernels

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "kernels/affine_kernels.h"
+#include "kernels/requant_kernels.h"
 
 namespace lowbit::kernels {
 
@@ -35,5 +36,9 @@ void set_active_isa(Isa isa);
 
 const AffineKernels& affine_kernels(Isa isa);
 inline const AffineKernels& affine_kernels() { return affine_kernels(active_isa()); }
+
+// ---- integer kernels (issue 5: requantization, int8 GEMM) ----------------------------------
+const RequantKernels& requant_kernels(Isa isa);
+inline const RequantKernels& requant_kernels() { return requant_kernels(active_isa()); }
 
 }  // namespace lowbit::kernels

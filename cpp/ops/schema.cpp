@@ -41,4 +41,13 @@ TORCH_LIBRARY(lowbit, m) {
       "observe_moving_average_minmax_(Tensor x, Tensor(a!) min_val, Tensor(b!) max_val, "
       "float averaging_constant=0.01, Tensor? enabled=None) -> ()",
       tags);
+
+  // ---- integer inference (issue 5): requantization, int8 GEMM ---------------------------------
+  // Fixed-point requantization of METHODS §9 (TFLite convention): real ≈ multiplier·2^(shift-31).
+  // rounding: "double" (gemmlowp/TFLite default) | "single" (TFLITE_SINGLE_ROUNDING).
+  m.def("quantize_multiplier(Tensor real_multiplier, str rounding=\"double\") -> (Tensor, Tensor)", tags);
+  m.def(
+      "requantize(Tensor acc, Tensor multiplier, Tensor shift, Tensor zero_point, int qmin, int qmax, "
+      "str rounding=\"double\") -> Tensor",
+      tags);
 }

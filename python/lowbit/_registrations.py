@@ -109,3 +109,23 @@ def _fake_quantize_affine_backward(ctx, grad):
 
 torch.library.register_autograd("lowbit::fake_quantize_affine", _fake_quantize_affine_backward,
                                 setup_context=_fake_quantize_affine_setup)
+
+
+# ---- integer inference (issue 5): requantization, int8 GEMM -------------------------------------
+# Integer ops: no autograd (their outputs are integer codes).
+
+
+@torch.library.register_fake("lowbit::quantize_multiplier")
+def _quantize_multiplier_fake(real_multiplier, rounding="double"):
+    return (torch.empty_like(real_multiplier, dtype=torch.int32, memory_format=torch.contiguous_format),
+            torch.empty_like(real_multiplier, dtype=torch.int32, memory_format=torch.contiguous_format))
+
+
+def requant_dtype(qmin: int, qmax: int) -> torch.dtype:
+    """Output dtype of ``requantize`` (the ``code_dtype`` rule, extended to int32 ranges)."""
+    return code_dtype(qmin, qmax)
+
+
+@torch.library.register_fake("lowbit::requantize")
+def _requantize_fake(acc, multiplier, shift, zero_point, qmin, qmax, rounding="double"):
+    return torch.empty_like(acc, dtype=requant_dtype(qmin, qmax), memory_format=torch.contiguous_format)

@@ -152,3 +152,54 @@ def observe_moving_average_minmax_(x: torch.Tensor, min_val: torch.Tensor, max_v
     ``m += c * (batch - m)``. NaN elements are ignored.
     """
     torch.ops.lowbit.observe_moving_average_minmax_(x, min_val, max_val, averaging_constant, enabled)
+
+
+# ---- integer inference (issue 5): requantization, int8 GEMM -------------------------------------
+
+REQUANT_ROUNDINGS = ("double", "single")
+__all__ += ["REQUANT_ROUNDINGS", "quantize_multiplier", "requantize"]
+
+
+def quantize_multiplier(real_multiplier, *, rounding: str = "double") -> tuple[torch.Tensor, torch.Tensor]:
+    """Fixed-point form of a real multiplier, elementwise: ``(multiplier int32, shift int32)``.
+
+    TFLite's ``QuantizeMultiplier`` (METHODS §9.1): ``real ≈ multiplier · 2^(shift - 31)`` with
+    ``multiplier`` in ``[2^30, 2^31)`` (a Q31 mantissa, rounded half away from zero) or 0 for a
+    zero or tiny (``< 2^-32``) real. ``shift <= 0`` means a right shift. With ``rounding="single"``
+    (``TFLITE_SINGLE_ROUNDING``) shifts above 30 are clamped to ``(2^31 - 1, 30)`` as TFLite does.
+
+    Args:
+        real_multiplier: float64 tensor (float32 is widened exactly), or a Python float; every
+            element finite, ``>= 0`` and below 2^31. For a layer ``M = S_in · S_w / S_out``
+            computed in float64 (TFLite: ``double(S_in) * double(S_w) / double(S_out)``).
+        rounding: ``"double"`` or ``"single"``, the variant ``requantize`` will run.
+    """
+    if not isinstance(real_multiplier, torch.Tensor):
+        real_multiplier = torch.tensor(real_multiplier, dtype=torch.float64)
+    return torch.ops.lowbit.quantize_multiplier(real_multiplier, rounding)
+
+
+def requantize(acc: torch.Tensor, multiplier: torch.Tensor, shift: torch.Tensor, zero_point, qmin: int, qmax: int,
+               *, rounding: str = "double") -> torch.Tensor:
+    """Integer codes ``clamp(zero_point + MultiplyByQuantizedMultiplier(acc, multiplier, shift), qmin, qmax)``.
+
+    The fixed-point requantization of integer-only inference (Jacob et al. 2018; gemmlowp; TFLite),
+    bit-exact on every kernel path. ``[qmin, qmax]`` also expresses a fused ReLU
+    (``qmin = zero_point``) or ReLU6.
+
+    Args:
+        acc: int32 accumulators, any shape.
+        multiplier, shift: int32 tensors of one shape (as :func:`quantize_multiplier` returns). Their
+            shape sets the granularity like ``scale`` does elsewhere: left-padded with ones to
+            ``acc.dim()`` it must divide ``acc.shape``; ``[1]`` is per-tensor, ``[N]`` per output
+            channel of a ``[M, N]`` GEMM result, ``[1, C, 1, 1]`` per channel of NCHW.
+        zero_point: integer tensor of ``multiplier``'s shape or with one element (or an int); inside
+            ``[qmin, qmax]``.
+        qmin, qmax: output range inside int32; the output dtype is the smallest of uint8, int8,
+            int16, int32 that holds it.
+        rounding: ``"double"`` (default; SRDHM rounding half toward +inf, then a rounding right
+            shift, half away from zero) or ``"single"`` (one rounding of the exact 64-bit product,
+            half toward +inf). They differ on some inputs, e.g. acc=5, M=0.25: 2 vs 1.
+    """
+    zero_point = _as_param(zero_point, torch.int32, acc, "zero_point")
+    return torch.ops.lowbit.requantize(acc, multiplier, shift, zero_point, qmin, qmax, rounding)
