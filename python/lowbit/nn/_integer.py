@@ -1,0 +1,260 @@
+"""The integer arithmetic of quantized layers, shared by integer simulation and converted models.
+
+Integer simulation (``prepare_qat(..., simulation="integer")``) and the converted model
+(``lowbit.convert``) call the functions below with the same codes and the same quantization
+parameters, so they compute the same integers by construction (METHODS §9.4): the fake-quant
+model is bit-exact with its deployment. Every function here is a composition of lowbit ops
+(``requantize``, ``quantize_multiplier``) and exact integer-valued torch arithmetic:
+
+* **Accumulators** ``acc = Σ (q_x - z_x)(q_w - z_w) + q_bias`` are computed exactly: the codes are
+  widened to float64, where every partial sum is an integer below 2^53 (checked statically by
+  :func:`check_accumulator_bound`), so any summation order (BLAS, oneDNN, Inductor) gives the
+  same exact integer. This is the reference route; :data:`ACCUMULATE` names the function that
+  int8 kernels (``int8_linear`` / ``int8_conv2d``) replace once they exist, on both sides at once.
+* **Requantization** ``q = clamp(z_out + MultiplyByQuantizedMultiplier(acc, M0, shift), lo, hi)``
+  is ``lowbit.ops.requantize`` (gemmlowp/TFLite fixed point, ``"double"`` or ``"single"``
+  rounding), with ``(M0, shift) = quantize_multiplier(double(S_x)·double(S_w)/double(S_out))``.
+* **Fused activations are clamps** (METHODS §9.3): ReLU ``lo = max(qmin, z_out)``, ReLU6 also
+  ``hi = min(qmax, z_out + RHAZ(6 / S_out))``. They are applied after ``requantize`` with tensor
+  bounds, so simulation never needs a Python int from a tensor (no graph break); clamping
+  ``[qmin, qmax]`` then ``[lo, hi] ⊆ [qmin, qmax]`` equals clamping ``[lo, hi]`` once.
+* **Bias** ``q_bias = round_half_even(bias / (double(S_x)·double(S_w)))`` in int32 (scale
+  ``S_x·S_w``, zero point 0), saturated to int32.
+* **Residual add** follows TFLite's quantized ADD: both inputs are rescaled to a common
+  fixed-point scale ``2·max(S_a, S_b) / 2^left_shift``, summed in int32, then requantized to the
+  output scale.
+
+Parameters are tensors throughout (scale float32, zero point int32, shaped by the granularity
+convention), so simulation compiles without graph breaks or recompiles.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .. import ops
+
+INT32_MIN = -(2**31)
+INT32_MAX = 2**31 - 1
+# float64 holds every integer of magnitude <= 2^53 exactly, so sums of integer products stay exact
+# while the worst-case partial sum is below it.
+EXACT_FLOAT64 = 2**53
+ACTIVATIONS = (None, "relu", "relu6")
+REQUANT_ROUNDINGS = ("double", "single")
+
+
+# ---- quantization parameters ---------------------------------------------------------------------
+
+
+def requant_multiplier(input_scale: torch.Tensor, weight_scale: torch.Tensor, output_scale: torch.Tensor,
+                       rounding: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(M0, shift)`` of ``M = double(S_x)·double(S_w)/double(S_out)`` (TFLite's per-channel expression).
+
+    ``weight_scale`` already has the output layout (``[N]`` for linear, ``[C, 1, 1]`` for conv), so
+    the result does too. One expression for per-tensor and per-channel weights.
+    """
+    real = input_scale.double() * weight_scale.double() / output_scale.double()
+    return ops.quantize_multiplier(real, rounding=rounding)
+
+
+def quantize_bias(bias: torch.Tensor, input_scale: torch.Tensor, weight_scale: torch.Tensor) -> torch.Tensor:
+    """int32 bias codes ``[N]`` at scale ``S_x·S_w`` (zero point 0): half-to-even rounding in float64, saturated.
+
+    ``weight_scale``: one element or one per output channel (any layout with ``N`` elements).
+    """
+    bias_scale = input_scale.double().reshape(-1) * weight_scale.double().reshape(-1)
+    q = torch.round(bias.detach().double() / bias_scale)
+    return q.clamp(INT32_MIN, INT32_MAX).to(torch.int32)
+
+
+def accumulator_scale(input_scale: torch.Tensor, weight_scale: torch.Tensor) -> torch.Tensor:
+    """The real value of one accumulator unit, ``double(S_x)·double(S_w)`` (float64)."""
+    return input_scale.double() * weight_scale.double()
+
+
+def activation_bounds(output_scale: torch.Tensor, output_zero_point: torch.Tensor, qmin: int, qmax: int,
+                      activation: Optional[str]) -> tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+    """Code bounds ``(lo, hi)`` (int32 tensors, None = no bound) that a fused activation clamps to.
+
+    ReLU: ``lo = max(qmin, z)`` (real 0). ReLU6: also ``hi = min(qmax, z + RHAZ(6 / S))``, the
+    rounding TFLite's ``CalculateActivationRangeQuantized`` uses (half away from zero).
+    """
+    if activation is None:
+        return None, None
+    lo = output_zero_point.to(torch.int32).clamp(qmin, qmax)
+    if activation == "relu":
+        return lo, None
+    if activation == "relu6":
+        six = 6.0 / output_scale.double()
+        steps = torch.floor(six + 0.5)  # RHAZ of a positive number
+        hi = (output_zero_point.double() + steps).clamp(qmin, qmax).to(torch.int32)
+        return lo, hi
+    raise ValueError(f"activation must be one of {ACTIVATIONS}, got activation={activation!r}")
+
+
+def apply_bounds(codes: torch.Tensor, lo: Optional[torch.Tensor], hi: Optional[torch.Tensor]) -> torch.Tensor:
+    """Clamp integer codes to tensor bounds (exact, keeps the dtype)."""
+    if lo is not None:
+        codes = torch.maximum(codes, lo.to(codes.dtype))
+    if hi is not None:
+        codes = torch.minimum(codes, hi.to(codes.dtype))
+    return codes
+
+
+def apply_float_activation(y: torch.Tensor, activation: Optional[str]) -> torch.Tensor:
+    """A fused activation on a float output (layers whose output is not requantized)."""
+    if activation == "relu":
+        return torch.relu(y)
+    if activation == "relu6":
+        return torch.clamp(y, 0.0, 6.0)
+    return y
+
+
+# ---- exactness bounds (static: shapes and code ranges only) ------------------------------------------
+
+
+def max_abs_offset(qmin: int, qmax: int, zero_points: Sequence[int] | None = None) -> int:
+    """Largest ``|q - z|`` for codes in ``[qmin, qmax]`` and zero points in ``zero_points`` (any in range if None)."""
+    if zero_points is None:
+        return qmax - qmin
+    return max(max(qmax - z, z - qmin) for z in zero_points)
+
+
+def check_accumulator_bound(what: str, terms: int, x_range: int, w_range: int) -> None:
+    """Raise unless ``terms · x_range · w_range`` fits int32 (the integer pipeline's accumulator).
+
+    ``x_range`` / ``w_range`` bound ``|q - z|`` of activation and weight codes; ``terms`` is the
+    reduction length (``in_features``, or ``in_channels/groups · kh · kw``). int32 is the binding
+    limit (float64's 2^53 is far above it), so a layer that passes is exact on every route.
+    """
+    worst = terms * x_range * w_range
+    if worst > INT32_MAX:
+        raise ValueError(
+            f"{what}: the int32 accumulator can overflow: {terms} terms of |q_x - z_x| <= {x_range} times "
+            f"|q_w - z_w| <= {w_range} reach {worst} > 2^31 - 1; use fewer bits (e.g. Int(8) activations and "
+            f"weights allow 16384 * 130000 terms) or split the layer")
+
+
+# ---- accumulators --------------------------------------------------------------------------------------
+
+
+def _centered(codes: torch.Tensor, zero_point: torch.Tensor) -> torch.Tensor:
+    return codes.to(torch.float64) - zero_point.to(torch.float64)
+
+
+def _to_int32(acc: torch.Tensor) -> torch.Tensor:
+    # Exact integers below 2^53; the static bound keeps them inside int32, the clamp only guards a
+    # bias that saturated on quantization.
+    return acc.clamp(INT32_MIN, INT32_MAX).to(torch.int32)
+
+
+def linear_accumulate(x_codes: torch.Tensor, x_zero_point: torch.Tensor, w_codes: torch.Tensor,
+                      w_zero_point: torch.Tensor, bias_codes: Optional[torch.Tensor]) -> torch.Tensor:
+    """int32 ``acc[..., n] = Σ_k (x[..., k] - z_x)(w[n, k] - z_w[n]) + bias[n]``, exactly.
+
+    ``w_zero_point`` is one element or ``[N, 1]`` (the weight's per-channel layout).
+    """
+    acc = F.linear(_centered(x_codes, x_zero_point), _centered(w_codes, w_zero_point))
+    if bias_codes is not None:
+        acc = acc + bias_codes.to(torch.float64)
+    return _to_int32(acc)
+
+
+def conv2d_accumulate(x_codes: torch.Tensor, x_zero_point: torch.Tensor, w_codes: torch.Tensor,
+                      w_zero_point: torch.Tensor, bias_codes: Optional[torch.Tensor], *, stride, padding,
+                      dilation, groups: int, padding_mode: str = "zeros",
+                      reversed_padding: Optional[Sequence[int]] = None) -> torch.Tensor:
+    """int32 accumulators of a 2-D convolution on codes, exactly (NCHW or unbatched CHW).
+
+    Zero padding pads the *real* input with 0, which is code ``z_x``: the centered codes
+    ``q_x - z_x`` are padded with 0, so padding is exact. Other padding modes copy codes
+    (``reversed_padding`` as ``nn.Conv2d._reversed_padding_repeated_twice``).
+    """
+    x = _centered(x_codes, x_zero_point)
+    if padding_mode != "zeros":
+        x = F.pad(x, tuple(reversed_padding), mode=padding_mode)
+        padding = 0
+    acc = F.conv2d(x, _centered(w_codes, w_zero_point), None, stride, padding, dilation, groups)
+    if bias_codes is not None:
+        acc = acc + bias_codes.to(torch.float64).reshape(-1, 1, 1)
+    return _to_int32(acc)
+
+
+def requantize_codes(acc: torch.Tensor, multiplier: torch.Tensor, shift: torch.Tensor,
+                     output_zero_point: torch.Tensor, qmin: int, qmax: int, rounding: str,
+                     lo: Optional[torch.Tensor] = None, hi: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``clamp(z_out + MultiplyByQuantizedMultiplier(acc, M0, shift), lo, hi)`` (``lowbit.ops.requantize``)."""
+    codes = ops.requantize(acc, multiplier, shift, output_zero_point.to(torch.int32), qmin, qmax, rounding=rounding)
+    return apply_bounds(codes, lo, hi)
+
+
+def accumulator_to_float(acc: torch.Tensor, acc_scale: torch.Tensor) -> torch.Tensor:
+    """Float32 output of a layer that is not requantized: ``float32(double(acc) · double(S_x·S_w))``."""
+    return (acc.to(torch.float64) * acc_scale).to(torch.float32)
+
+
+# ---- residual add (TFLite ADD) ------------------------------------------------------------------------
+
+
+def add_left_shift(qmin: int, qmax: int) -> int:
+    """Headroom shift of the quantized ADD: 20 for 8-bit codes (TFLite), less for wider ones.
+
+    ``(q - z) << left_shift`` must fit int32 with a bit to spare for the sum: ``|q - z| < 2^bits``
+    gives ``left_shift = min(20, 30 - bits)``.
+    """
+    bits = max(1, math.ceil(math.log2(qmax - qmin + 1)))
+    return min(20, 30 - bits)
+
+
+def add_params(a_scale: torch.Tensor, b_scale: torch.Tensor, out_scale: torch.Tensor, left_shift: int,
+               rounding: str) -> tuple[torch.Tensor, ...]:
+    """Fixed-point multipliers of the quantized ADD (TFLite ``PrepareGeneralSubOp`` arithmetic, float64).
+
+    Returns ``(a_mult, a_shift, b_mult, b_shift, out_mult, out_shift)``: each input is multiplied by
+    ``S_in / (2·max(S_a, S_b))`` (<= 1/2) after the left shift, the int32 sum by
+    ``2·max(S_a, S_b) / (2^left_shift · S_out)``.
+    """
+    sa, sb, so = a_scale.double(), b_scale.double(), out_scale.double()
+    twice_max = 2.0 * torch.maximum(sa, sb)
+    a_mult, a_shift = ops.quantize_multiplier(sa / twice_max, rounding=rounding)
+    b_mult, b_shift = ops.quantize_multiplier(sb / twice_max, rounding=rounding)
+    o_mult, o_shift = ops.quantize_multiplier(twice_max / (float(1 << left_shift) * so), rounding=rounding)
+    return a_mult, a_shift, b_mult, b_shift, o_mult, o_shift
+
+
+def add_codes(a_codes: torch.Tensor, a_zero_point: torch.Tensor, b_codes: torch.Tensor, b_zero_point: torch.Tensor,
+              params: Sequence[torch.Tensor], left_shift: int, output_zero_point: torch.Tensor, qmin: int, qmax: int,
+              rounding: str, lo: Optional[torch.Tensor] = None, hi: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Codes of ``a + b`` on the output grid, TFLite's quantized ADD (broadcasting like ``+``).
+
+    ``scaled_i = MBQM((q_i - z_i)·2^left_shift, M_i)``; ``q = clamp(z_out + MBQM(scaled_a + scaled_b,
+    M_out), lo, hi)``. Every step is an exact int32 operation or ``lowbit.ops.requantize``.
+    """
+    a_mult, a_shift, b_mult, b_shift, o_mult, o_shift = params
+    zero = torch.zeros(1, dtype=torch.int32, device=a_codes.device)
+    a = (a_codes.to(torch.int32) - a_zero_point.to(torch.int32)) * (1 << left_shift)
+    b = (b_codes.to(torch.int32) - b_zero_point.to(torch.int32)) * (1 << left_shift)
+    a = ops.requantize(a, a_mult, a_shift, zero, INT32_MIN, INT32_MAX, rounding=rounding)
+    b = ops.requantize(b, b_mult, b_shift, zero, INT32_MIN, INT32_MAX, rounding=rounding)
+    # |scaled| <= 2^(bits + left_shift - 1) <= 2^29 each: the sum fits int32.
+    total = a + b
+    return requantize_codes(total, o_mult, o_shift, output_zero_point, qmin, qmax, rounding, lo, hi)
+
+
+# ---- helpers for the layers ---------------------------------------------------------------------------
+
+
+def weight_scale_for_output(weight_param: torch.Tensor, out_channels: int, conv: bool) -> torch.Tensor:
+    """A weight quantizer's scale / zero point laid out along the layer output's channel axis.
+
+    Per-tensor stays one element; per-output-channel ``[N, 1]`` / ``[O, 1, 1, 1]`` becomes ``[N]``
+    (linear, last axis) or ``[O, 1, 1]`` (conv, axis -3).
+    """
+    if weight_param.numel() == 1:
+        return weight_param.reshape(1)
+    flat = weight_param.reshape(out_channels)
+    return flat.reshape(out_channels, 1, 1) if conv else flat

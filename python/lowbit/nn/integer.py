@@ -1,0 +1,265 @@
+"""Integer modules of converted models (``lowbit.convert``): codes in, codes out.
+
+Between these modules flow integer codes (uint8 / int8, or int16 for wider formats); each
+module holds the frozen quantization parameters of its input and output grids as buffers and
+computes with the functions of :mod:`lowbit.nn._integer`, the same ones integer simulation runs
+(:mod:`lowbit.nn.simulation`), so a converted model equals its integer-simulation model bit for
+bit. :class:`Quantize` enters the integer region from float, :class:`Dequantize` leaves it.
+
+Weights are stored once as integer codes (int8 for 8-bit weights: a quarter of float32), with
+their per-channel zero points, the int32 bias and the fixed-point multipliers precomputed.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+from .. import ops
+from ..quantizers import Quantizer
+from . import _integer as I
+
+__all__ = ["Quantize", "Dequantize", "IntLinear", "IntConv2d", "IntAdd", "IntReLU"]
+
+
+def _qparams(quantizer: Quantizer, what: str) -> tuple[torch.Tensor, torch.Tensor]:
+    scale, zero_point = quantizer.calculate_qparams()
+    return scale.detach().clone(), zero_point.detach().clone().to(torch.int32)
+
+
+def _opt_buffer(module: nn.Module, name: str, value: Optional[torch.Tensor]) -> None:
+    module.register_buffer(name, None if value is None else value.detach().clone())
+
+
+class Quantize(nn.Module):
+    """Float -> codes at the entry of an integer region: ``lowbit.ops.quantize_affine``.
+
+    Buffers ``scale`` (float32) and ``zero_point`` (int32); ``rounding`` is the quantizer's
+    (stochastic rounding, a training-time choice, becomes half-to-even as in evaluation).
+    """
+
+    def __init__(self, scale: torch.Tensor, zero_point: torch.Tensor, qmin: int, qmax: int,
+                 rounding: str = "half_even"):
+        super().__init__()
+        self.register_buffer("scale", scale.detach().clone().to(torch.float32))
+        self.register_buffer("zero_point", zero_point.detach().clone().to(torch.int32))
+        self.qmin, self.qmax = int(qmin), int(qmax)
+        self.rounding = "half_even" if rounding == "stochastic" else rounding
+
+    @classmethod
+    def from_quantizer(cls, quantizer: Quantizer) -> "Quantize":
+        scale, zero_point = _qparams(quantizer, "quantizer")
+        return cls(scale, zero_point, quantizer.qmin, quantizer.qmax, quantizer.spec.rounding)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return ops.quantize_affine(x, self.scale, self.zero_point, self.qmin, self.qmax, rounding=self.rounding)
+
+    def extra_repr(self) -> str:
+        return _grid_repr(self.scale, self.zero_point, self.qmin, self.qmax)
+
+
+class Dequantize(nn.Module):
+    """Codes -> float32 at the exit of an integer region: ``lowbit.ops.dequantize_affine``."""
+
+    def __init__(self, scale: torch.Tensor, zero_point: torch.Tensor):
+        super().__init__()
+        self.register_buffer("scale", scale.detach().clone().to(torch.float32))
+        self.register_buffer("zero_point", zero_point.detach().clone().to(torch.int32))
+
+    @classmethod
+    def from_quantizer(cls, quantizer: Quantizer) -> "Dequantize":
+        return cls(*_qparams(quantizer, "quantizer"))
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        return ops.dequantize_affine(codes, self.scale, self.zero_point)
+
+    def extra_repr(self) -> str:
+        return _grid_repr(self.scale, self.zero_point)
+
+
+def _grid_repr(scale, zero_point, qmin=None, qmax=None) -> str:
+    if scale.device.type == "meta":
+        return ""
+    rng = f", range=[{qmin}, {qmax}]" if qmin is not None else ""
+    if scale.numel() == 1:
+        return f"scale={scale.item():.6g}, zero_point={int(zero_point.item())}{rng}"
+    return f"scale=[{scale.numel()} values]{rng}"
+
+
+class _IntLayer(nn.Module):
+    """Shared state of IntLinear / IntConv2d, taken from a wired integer-simulation layer."""
+
+    conv: bool
+
+    def _init_from(self, layer: nn.Module) -> None:
+        iq, wq, oq = layer.input_quantizer, layer.weight_quantizer, layer.output_quantizer
+        sa, za = _qparams(iq, "input_quantizer")
+        sw, zw = _qparams(wq, "weight_quantizer")
+        out_channels = layer.weight.shape[0]
+        sw_out = I.weight_scale_for_output(sw, out_channels, self.conv)
+        self.fused_activation = layer.fused_activation
+        self.requant_rounding = layer.requant_rounding
+        self.input_qmin, self.input_qmax = iq.qmin, iq.qmax
+        with torch.no_grad():
+            w_codes = ops.quantize_affine(layer.weight.detach(), sw, zw, wq.qmin, wq.qmax,
+                                          rounding="half_even" if wq.spec.rounding == "stochastic" else wq.spec.rounding)
+        # The codes integer simulation computes: quantize_affine of the fake-quantized weight, which
+        # equals quantizing the weight itself with the quantizer's (deterministic) rounding.
+        self.register_buffer("weight", w_codes)
+        self.register_buffer("weight_scale", sw)
+        self.register_buffer("weight_zero_point", zw)
+        self.register_buffer("input_scale", sa)
+        self.register_buffer("input_zero_point", za)
+        _opt_buffer(self, "bias", None if layer.bias is None else I.quantize_bias(layer.bias, sa, sw))
+        self.quantized_output = oq is not None
+        if oq is not None:
+            so, zo = _qparams(oq, "output_quantizer")
+            multiplier, shift = I.requant_multiplier(sa, sw_out, so, self.requant_rounding)
+            lo, hi = I.activation_bounds(so, zo, oq.qmin, oq.qmax, self.fused_activation)
+            self.output_qmin, self.output_qmax = oq.qmin, oq.qmax
+            self.register_buffer("output_scale", so)
+            self.register_buffer("output_zero_point", zo)
+            self.register_buffer("multiplier", multiplier)
+            self.register_buffer("shift", shift)
+            _opt_buffer(self, "act_min", lo)
+            _opt_buffer(self, "act_max", hi)
+        else:
+            self.register_buffer("accumulator_scale", I.accumulator_scale(sa, sw_out))
+
+    def _finish(self, acc: torch.Tensor) -> torch.Tensor:
+        if not self.quantized_output:
+            return I.apply_float_activation(I.accumulator_to_float(acc, self.accumulator_scale), self.fused_activation)
+        return I.requantize_codes(acc, self.multiplier, self.shift, self.output_zero_point, self.output_qmin,
+                                  self.output_qmax, self.requant_rounding, self.act_min, self.act_max)
+
+    def output_lsb(self) -> torch.Tensor:
+        """The real value of one step of this layer's output: its output scale, or ``S_x·S_w`` per channel."""
+        return self.output_scale if self.quantized_output else self.accumulator_scale.float()
+
+    def _int_repr(self) -> str:
+        out = (f"out={_grid_repr(self.output_scale, self.output_zero_point, self.output_qmin, self.output_qmax)}"
+               if self.quantized_output else "out=float32 (from the int32 accumulator)")
+        act = f", fused_activation={self.fused_activation}" if self.fused_activation else ""
+        return (f"weight={str(self.weight.dtype).replace('torch.', '')}, "
+                f"in={_grid_repr(self.input_scale, self.input_zero_point, self.input_qmin, self.input_qmax)}, {out}"
+                f"{act}, requant_rounding={self.requant_rounding}")
+
+
+class IntLinear(_IntLayer):
+    """A converted ``QuantLinear``: ``[..., in_features]`` input codes -> output codes (or float).
+
+    ``acc = Σ (x - z_x)(w - z_w) + bias`` exactly in int32, then ``lowbit.ops.requantize`` to the
+    output grid with the fused activation as a clamp; a layer without an output quantizer (its
+    result feeds no integer layer, e.g. the logits) returns ``float32(acc · S_x·S_w)``.
+
+    Buffers: ``weight`` (codes, int8 for 8-bit weights), ``weight_scale``, ``weight_zero_point``,
+    ``bias`` (int32 at scale ``S_x·S_w``), input/output scale and zero point, ``multiplier`` /
+    ``shift`` (fixed-point ``S_x·S_w/S_out``), ``act_min`` / ``act_max``.
+    """
+
+    conv = False
+
+    def __init__(self, layer: nn.Module):
+        super().__init__()
+        self.in_features, self.out_features = layer.in_features, layer.out_features
+        self._init_from(layer)
+
+    @classmethod
+    def from_simulation(cls, layer: nn.Module) -> "IntLinear":
+        """From a ``QuantLinear`` wired for integer simulation (``layer.simulation == "integer"``)."""
+        return cls(layer)
+
+    def forward(self, x_codes: torch.Tensor) -> torch.Tensor:
+        acc = I.linear_accumulate(x_codes, self.input_zero_point, self.weight, self.weight_zero_point, self.bias)
+        return self._finish(acc)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, {self._int_repr()}"
+
+
+class IntConv2d(_IntLayer):
+    """A converted ``QuantConv2d`` on NCHW codes (stride, padding and padding modes, dilation, groups).
+
+    Same arithmetic as :class:`IntLinear`; zero padding pads with the input zero point (real 0).
+    """
+
+    conv = True
+
+    def __init__(self, layer: nn.Module):
+        super().__init__()
+        for name in ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups",
+                     "padding_mode", "_reversed_padding_repeated_twice"):
+            setattr(self, name, getattr(layer, name))
+        self._init_from(layer)
+
+    @classmethod
+    def from_simulation(cls, layer: nn.Module) -> "IntConv2d":
+        """From a ``QuantConv2d`` wired for integer simulation (``layer.simulation == "integer"``)."""
+        return cls(layer)
+
+    def forward(self, x_codes: torch.Tensor) -> torch.Tensor:
+        acc = I.conv2d_accumulate(x_codes, self.input_zero_point, self.weight, self.weight_zero_point, self.bias,
+                                  stride=self.stride, padding=self.padding, dilation=self.dilation,
+                                  groups=self.groups, padding_mode=self.padding_mode,
+                                  reversed_padding=self._reversed_padding_repeated_twice)
+        return self._finish(acc)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding}, dilation={self.dilation}, groups={self.groups}, {self._int_repr()}")
+
+
+class IntAdd(nn.Module):
+    """A converted ``QuantAdd``: codes ``a``, ``b`` on their grids -> codes of ``a + b`` (TFLite ADD)."""
+
+    def __init__(self, add: nn.Module):
+        super().__init__()
+        aq, bq, oq = add.lhs_quantizer, add.rhs_quantizer, add.output_quantizer
+        sa, za = _qparams(aq, "lhs_quantizer")
+        sb, zb = _qparams(bq, "rhs_quantizer")
+        so, zo = _qparams(oq, "output_quantizer")
+        self.fused_activation = add.fused_activation
+        self.requant_rounding = add.requant_rounding
+        self.left_shift = add.left_shift
+        self.output_qmin, self.output_qmax = oq.qmin, oq.qmax
+        for name, value in (("lhs_scale", sa), ("lhs_zero_point", za), ("rhs_scale", sb), ("rhs_zero_point", zb),
+                            ("output_scale", so), ("output_zero_point", zo)):
+            self.register_buffer(name, value)
+        params = I.add_params(sa, sb, so, self.left_shift, self.requant_rounding)
+        for name, value in zip(("lhs_multiplier", "lhs_shift", "rhs_multiplier", "rhs_shift", "multiplier", "shift"),
+                               params):
+            self.register_buffer(name, value)
+        lo, hi = I.activation_bounds(so, zo, oq.qmin, oq.qmax, self.fused_activation)
+        _opt_buffer(self, "act_min", lo)
+        _opt_buffer(self, "act_max", hi)
+
+    @classmethod
+    def from_simulation(cls, add: nn.Module) -> "IntAdd":
+        return cls(add)
+
+    def forward(self, a_codes: torch.Tensor, b_codes: torch.Tensor) -> torch.Tensor:
+        params = (self.lhs_multiplier, self.lhs_shift, self.rhs_multiplier, self.rhs_shift, self.multiplier, self.shift)
+        return I.add_codes(a_codes, self.lhs_zero_point, b_codes, self.rhs_zero_point, params, self.left_shift,
+                           self.output_zero_point, self.output_qmin, self.output_qmax, self.requant_rounding,
+                           self.act_min, self.act_max)
+
+    def output_lsb(self) -> torch.Tensor:
+        return self.output_scale
+
+    def extra_repr(self) -> str:
+        act = f", fused_activation={self.fused_activation}" if self.fused_activation else ""
+        return (f"out={_grid_repr(self.output_scale, self.output_zero_point, self.output_qmin, self.output_qmax)}"
+                f", left_shift={self.left_shift}{act}, requant_rounding={self.requant_rounding}")
+
+
+class IntReLU(nn.Module):
+    """ReLU on codes: ``max(q, z)`` (real 0 is code ``z``), exact on the input's grid."""
+
+    def __init__(self, zero_point: torch.Tensor):
+        super().__init__()
+        self.register_buffer("zero_point", zero_point.detach().clone().to(torch.int32))
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        return I.apply_bounds(codes, self.zero_point, None)
