@@ -54,6 +54,12 @@ PYBIND11_MODULE(_C, m) {
       throw py::value_error(e.what());
     }
   });
+  // ---- integer kernels (issue 5) ----
+  m.def("gemm_int8_kernel_name", [](bool signed_activations, bool requantize) {
+    const auto& k = lowbit::kernels::gemm_int8_kernels();
+    return std::string(k.names[signed_activations ? 1 : 0][requantize ? 1 : 0]);
+  });
+  // ---- end integer kernels ----
   m.attr("torch_version") = LOWBIT_TORCH_VERSION;
   m.attr("compiler") = LOWBIT_COMPILER;
   m.attr("cplusplus") = static_cast<long>(__cplusplus);

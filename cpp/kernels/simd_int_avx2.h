@@ -41,6 +41,7 @@ struct VecI32Avx2 {
     const __m256i saturated = _mm256_xor_si256(_mm256_set1_epi32(kInt32Max), _mm256_srai_epi32(a, 31));
     return _mm256_blendv_epi8(r, saturated, overflow);
   }
+  static I mullo(I a, I b) { return _mm256_mullo_epi32(a, b); }  // low 32 bits: wraps
   static I min(I a, I b) { return _mm256_min_epi32(a, b); }
   static I max(I a, I b) { return _mm256_max_epi32(a, b); }
 

@@ -32,6 +32,7 @@ struct VecI32Avx512 {
     const __m512i saturated = _mm512_xor_si512(_mm512_set1_epi32(kInt32Max), _mm512_srai_epi32(a, 31));
     return _mm512_mask_mov_epi32(r, m, saturated);
   }
+  static I mullo(I a, I b) { return _mm512_mullo_epi32(a, b); }
   static I min(I a, I b) { return _mm512_min_epi32(a, b); }
   static I max(I a, I b) { return _mm512_max_epi32(a, b); }
 

@@ -24,6 +24,7 @@ struct VecI32Scalar {
   static I sub(I a, I b) { return static_cast<int32_t>(static_cast<uint32_t>(a) - static_cast<uint32_t>(b)); }
   // a - b saturated to int32.
   static I sub_sat(I a, I b) { return saturate_int32(static_cast<int64_t>(a) - b); }
+  static I mullo(I a, I b) { return static_cast<int32_t>(static_cast<uint32_t>(a) * static_cast<uint32_t>(b)); }
   static I min(I a, I b) { return std::min(a, b); }
   static I max(I a, I b) { return std::max(a, b); }
   static I srdhm(I a, I b) { return saturating_rounding_doubling_high_mul(a, b); }

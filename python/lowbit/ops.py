@@ -203,3 +203,71 @@ def requantize(acc: torch.Tensor, multiplier: torch.Tensor, shift: torch.Tensor,
     """
     zero_point = _as_param(zero_point, torch.int32, acc, "zero_point")
     return torch.ops.lowbit.requantize(acc, multiplier, shift, zero_point, qmin, qmax, rounding)
+
+__all__ += ["int8_pack_weight", "int8_unpack_weight", "int8_gemm", "int8_linear", "int8_gemm_kernel_name"]
+
+
+def int8_pack_weight(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pack an int8 weight ``[N, K]`` (``[out_features, in_features]``) once for the int8 GEMM.
+
+    Returns ``(packed_weight, weight_col_sums)``: ``packed_weight`` is int8 of shape
+    ``[ceil(N/16), K, 16]``, an opaque blob of 16-channel panels with k in quads of 4 (layout in
+    ``cpp/kernels/gemm_int8.h``; the same on every kernel path, so a packed weight can be saved and
+    loaded anywhere; its shape carries K exactly, so a mismatched input is an error) and
+    ``weight_col_sums`` is int32 ``[N]`` with ``Σ_k weight[n, k]`` (for zero-point folding). Keep
+    both as module buffers; :func:`int8_unpack_weight` inverts the packing exactly.
+    """
+    return torch.ops.lowbit.int8_pack_weight(weight)
+
+
+def int8_unpack_weight(packed_weight: torch.Tensor, n: int, k: int) -> torch.Tensor:
+    """The int8 ``[n, k]`` weight that :func:`int8_pack_weight` packed into ``packed_weight``."""
+    return torch.ops.lowbit.int8_unpack_weight(packed_weight, n, k)
+
+
+def int8_gemm(a: torch.Tensor, packed_weight: torch.Tensor, weight_col_sums: torch.Tensor) -> torch.Tensor:
+    """Exact integer product ``a @ weight.T`` in int32: ``out[..., n] = Σ_k a[..., k] · weight[n, k]``.
+
+    ``a`` holds uint8 or int8 codes of shape ``[..., K]``; zero points are not applied (see
+    :func:`int8_linear`). Exact by construction: ``K`` is limited to 65793 for uint8 and 131071
+    for int8 activations, where the worst-case sum still fits in int32 (larger ``K`` is an error).
+    """
+    return torch.ops.lowbit.int8_gemm(a, packed_weight, weight_col_sums)
+
+
+def int8_linear(x: torch.Tensor, packed_weight: torch.Tensor, weight_col_sums: torch.Tensor,
+                bias: Optional[torch.Tensor], x_zero_point, weight_zero_point, multiplier: torch.Tensor,
+                shift: torch.Tensor, out_zero_point, qmin: int, qmax: int, *, rounding: str = "double") -> torch.Tensor:
+    """Quantized linear layer on integer codes, requantization fused into the GEMM epilogue.
+
+    ``out = clamp(z_out + MBQM(Σ_k (x - z_x)(w - z_w[n]) + bias[n], multiplier[n], shift[n]), qmin, qmax)``
+    with ``MBQM`` the fixed-point multiply of :func:`requantize` (``rounding`` ``"double"`` or
+    ``"single"``), evaluated exactly in int32: the zero-point terms are folded into one int32 per
+    output channel (``bias - z_x·Σ_k w + K·z_x·z_w``), and ``z_w·Σ_k x`` per row is only computed
+    when some weight zero point is nonzero. Bit-exact on every kernel path.
+
+    Args:
+        x: uint8 or int8 activation codes ``[..., K]``.
+        packed_weight, weight_col_sums: from :func:`int8_pack_weight` of the int8 weight ``[N, K]``.
+        bias: int32 ``[N]`` at scale ``x_scale · w_scale`` with zero point 0 (TFLite convention), or None.
+        x_zero_point, out_zero_point: one element each (tensor or int).
+        weight_zero_point: one element or ``[N]`` (int8 range; 0 for symmetric weights).
+        multiplier, shift: int32, one element or ``[N]``, from :func:`quantize_multiplier` of
+            ``x_scale · w_scale[n] / out_scale`` (float64).
+        qmin, qmax: output range, inside uint8 (uint8 output) or int8 (int8 output); a fused ReLU
+            is ``qmin = out_zero_point``.
+
+    Raises if the worst-case accumulator for these dtypes, zero points and ``K`` could exceed int32.
+    """
+    x_zero_point = _as_param(x_zero_point, torch.int32, x, "x_zero_point")
+    weight_zero_point = _as_param(weight_zero_point, torch.int32, x, "weight_zero_point")
+    out_zero_point = _as_param(out_zero_point, torch.int32, x, "out_zero_point")
+    return torch.ops.lowbit.int8_linear(x, packed_weight, weight_col_sums, bias, x_zero_point, weight_zero_point,
+                                        multiplier, shift, out_zero_point, qmin, qmax, rounding)
+
+
+def int8_gemm_kernel_name(activation_dtype: torch.dtype = torch.uint8, epilogue: str = "rq") -> str:
+    """XNNPACK-style name of the GEMM kernel the active path runs, e.g. ``qu8s8_gemm_rq_2x16c4__avx2``."""
+    from . import _C
+
+    return _C.gemm_int8_kernel_name(activation_dtype == torch.int8, epilogue == "rq")
