@@ -55,7 +55,7 @@ from .nn.simulation import QuantAdd
 from .quantizers import FakeQuantize, Quantizer, make_quantizer
 from .spec import QuantSpec
 
-__all__ = ["convert", "compare_simulation", "SimulationReport", "ConversionError"]
+__all__ = ["convert", "compare_simulation", "SimulationReport", "Mismatch", "ConversionError"]
 
 _LAYERS = (QuantLinear, QuantConv2d)
 _INTEGER_MODULES = (IntLinear, IntConv2d, IntAdd, IntReLU, Quantize, Dequantize)
@@ -552,7 +552,7 @@ def _check_calibrated(gm: fx.GraphModule, caller: str) -> None:
         raise ConversionError(f"{caller}: the model is not ready for conversion:\n  - " + "\n  - ".join(problems))
 
 
-def convert(model: nn.Module, *, requant_rounding: str = "double") -> fx.GraphModule:
+def convert(model: nn.Module, *, requant_rounding: str = "double", use_kernels: bool = True) -> fx.GraphModule:
     """An integer model from a calibrated or QAT-trained model (``lowbit.prepare_qat``).
 
     Integer codes flow between the converted layers (:mod:`lowbit.nn.integer`): ``Quantize`` at each
@@ -570,6 +570,9 @@ def convert(model: nn.Module, *, requant_rounding: str = "double") -> fx.GraphMo
     Args:
         requant_rounding: fixed-point rounding for models prepared with float simulation
             (``"double"``, TFLite's default, or ``"single"``); integer-simulation models keep theirs.
+        use_kernels: run layers whose codes fit on the int8 GEMM ops (default); False keeps every
+            layer on the reference route (exact float64 accumulation + ``lowbit.ops.requantize``).
+            Both give the same integers.
 
     Raises ConversionError naming every layer or node it cannot convert (untraceable forward,
     weight-only or activation-only quantization, per-channel activations, per-group weights, a
@@ -591,11 +594,13 @@ def convert(model: nn.Module, *, requant_rounding: str = "double") -> fx.GraphMo
                              f"requant_rounding={requant_rounding!r}")
         gm = _trace(copy.deepcopy(model), caller)
         _wire(gm, mode="float", activation=None, requant_rounding=requant_rounding, caller=caller)
+    if not isinstance(use_kernels, bool):
+        raise TypeError(f"{caller}: use_kernels must be a bool, got use_kernels={use_kernels!r}")
     _check_calibrated(gm, caller)
-    return _lower(gm.eval(), caller)
+    return _lower(gm.eval(), caller, use_kernels)
 
 
-def _lower(gm: fx.GraphModule, caller: str) -> fx.GraphModule:
+def _lower(gm: fx.GraphModule, caller: str, use_kernels: bool) -> fx.GraphModule:
     modules = dict(gm.named_modules(remove_duplicate=False))
     graph = gm.graph
     new_modules: dict[str, Any] = {}
@@ -616,7 +621,8 @@ def _lower(gm: fx.GraphModule, caller: str) -> fx.GraphModule:
             continue
         m = modules.get(node.target) if node.op == "call_module" else None
         if isinstance(m, _LAYERS):
-            new_modules[node.target] = (IntConv2d if isinstance(m, QuantConv2d) else IntLinear).from_simulation(m)
+            cls = IntConv2d if isinstance(m, QuantConv2d) else IntLinear
+            new_modules[node.target] = cls.from_simulation(m, use_kernels=use_kernels)
             if m.output_quantizer is not None:
                 grid[node] = m.output_quantizer
             continue
@@ -688,18 +694,16 @@ def _get_attr(root: nn.Module, target: str):
 
 
 @dataclass
-class SimulationReport:
-    """How a quantized model's outputs compare with its converted integer model's.
+class Mismatch:
+    """Element-wise comparison of one tensor of a quantized model with its converted counterpart.
 
     Attributes:
-        total: number of output elements compared.
-        mismatched: elements that differ (not ``==``).
-        max_abs_diff: largest absolute difference.
-        lsb_histogram: ``{k: count}`` of elements that differ by ``k`` output LSBs (k >= 1,
-            ``round(|diff| / lsb)``; ``k = 0`` for a difference below half an LSB). The LSB is
-            the output's quantization step: the output scale of a requantized output, ``S_x·S_w``
-            (one accumulator unit, per channel) of a layer returning float, or ``lsb`` if given.
-        lsb: a description of the LSB used.
+        total: elements compared.
+        mismatched: elements that differ (``!=``).
+        max_abs_diff: largest absolute difference (in codes for code tensors).
+        lsb_histogram: ``{k: count}``: mismatched elements that differ by ``k`` LSBs
+            (``round(|diff| / lsb)``; ``k = 0`` means less than half an LSB).
+        lsb: what one LSB is.
     """
 
     total: int
@@ -710,41 +714,106 @@ class SimulationReport:
 
     @property
     def exact(self) -> bool:
-        """True when every element is equal."""
         return self.mismatched == 0
 
     def __str__(self) -> str:
         hist = ", ".join(f"{k} LSB: {v}" for k, v in sorted(self.lsb_histogram.items())) or "none"
-        return (f"{self.mismatched} of {self.total} outputs differ ({100.0 * self.mismatched / max(1, self.total):.3f}%)"
-                f", max |diff| {self.max_abs_diff:.6g}; by LSB ({self.lsb}): {hist}")
+        return (f"{self.mismatched} of {self.total} differ ({100.0 * self.mismatched / max(1, self.total):.3f}%), "
+                f"max |diff| {self.max_abs_diff:.6g}; by {self.lsb}: {hist}")
+
+
+def _mismatch(expected: torch.Tensor, got: torch.Tensor, lsb: torch.Tensor, what: str) -> Mismatch:
+    diff = (expected.double() - got.double()).abs()
+    differ = expected != got
+    steps = torch.round(diff / lsb.double()).to(torch.int64)
+    steps = torch.broadcast_to(steps, differ.shape)[differ]
+    values, counts = torch.unique(steps, return_counts=True)
+    return Mismatch(total=expected.numel(), mismatched=int(differ.sum()),
+                    max_abs_diff=float(diff.max()) if diff.numel() else 0.0,
+                    lsb_histogram={int(v): int(c) for v, c in zip(values, counts)}, lsb=what)
+
+
+@dataclass
+class SimulationReport:
+    """:func:`compare_simulation`'s answer: the model output and every requantized tensor.
+
+    Attributes:
+        output: the models' outputs compared (see :class:`Mismatch`). Its LSB is the output grid's
+            step: the scale of a requantized output, or ``S_x·S_w`` (one int32 accumulator unit, per
+            channel) of a last layer returning float, or the float32 ulp otherwise.
+        layers: for every converted layer / add whose output is requantized, by module name: its
+            output codes against the simulation's output for that module mapped onto the same grid
+            (``quantize_affine`` with the converted output scale and zero point, after the fused
+            activation); one LSB is one code. Here the ±1 LSB of float simulation shows up.
+    """
+
+    output: Mismatch
+    layers: dict[str, Mismatch]
+
+    @property
+    def exact(self) -> bool:
+        """True when the outputs and every requantized tensor agree exactly."""
+        return self.output.exact and all(m.exact for m in self.layers.values())
+
+    def __str__(self) -> str:
+        lines = [f"output: {self.output}"]
+        lines += [f"{name}: {m}" for name, m in self.layers.items()]
+        return "\n".join(lines)
 
 
 def _output_lsb(converted: fx.GraphModule) -> tuple[Optional[torch.Tensor], str]:
     modules = dict(converted.named_modules(remove_duplicate=False))
     out = next(n for n in converted.graph.nodes if n.op == "output")
     value = out.args[0]
-    if not isinstance(value, fx.Node) or value.op != "call_module":
-        return None, "float32 ulp (the output is not a quantized value)"
-    m = modules[value.target]
-    if isinstance(m, Dequantize):
-        return m.scale, "output scale"
-    if isinstance(m, (IntLinear, IntConv2d)) and not m.quantized_output:
-        return m.output_lsb(), "accumulator unit S_x*S_w of the last layer"
-    return None, "float32 ulp (the output is not a quantized value)"
+    if isinstance(value, fx.Node) and value.op == "call_module":
+        m = modules[value.target]
+        if isinstance(m, Dequantize):
+            return m.scale, "LSB (output scale)"
+        if isinstance(m, (IntLinear, IntConv2d)) and not m.quantized_output:
+            return m.output_lsb(), "LSB (accumulator unit S_x*S_w of the last layer)"
+    return None, "float32 ulp"
 
 
 def compare_simulation(model: nn.Module, converted: nn.Module, *inputs: torch.Tensor,
                        lsb: Optional[torch.Tensor] = None) -> SimulationReport:
-    """Count the outputs of ``model`` (fake-quant, evaluated in eval mode) that differ from ``converted``'s.
+    """Compare a quantized model (evaluated in eval mode) with its conversion, output and layer by layer.
 
-    Differences are measured in LSBs of the output grid (see :class:`SimulationReport`), taken
-    from the converted model's last node unless ``lsb`` (a tensor broadcasting against the output)
-    is given. The model's training mode is restored afterwards. Returns a SimulationReport; an
-    integer-simulation model and its conversion give ``mismatched == 0``.
+    Args:
+        model: the model ``converted`` came from (``lowbit.convert(model)``), prepared with float
+            or integer simulation. Its training mode is restored afterwards.
+        converted: the converted model.
+        inputs: the inputs to run both on.
+        lsb: optional tensor (broadcasting against the output) to measure output differences in,
+            instead of the converted output's own grid step.
+
+    Returns a :class:`SimulationReport`: for integer simulation every count is 0; for float
+    simulation it shows how many requantized codes land one (or more) LSB away, and what that does
+    to the output.
     """
     if not isinstance(model, nn.Module) or not isinstance(converted, nn.Module):
         raise TypeError(f"compare_simulation: model and converted must be nn.Modules, got "
                         f"{type(model).__name__} and {type(converted).__name__}")
+    if not getattr(converted, "_lowbit_converted", False):
+        raise TypeError(f"compare_simulation: converted must come from lowbit.convert, got "
+                        f"{type(converted).__name__}")
+    sim_modules = dict(model.named_modules(remove_duplicate=False))
+    pairs = []
+    for name, m in converted.named_modules():
+        if isinstance(m, IntAdd) or (isinstance(m, (IntLinear, IntConv2d)) and m.quantized_output):
+            sim = sim_modules.get(name)
+            if isinstance(sim, _LAYERS + (QuantAdd,)):
+                pairs.append((name, sim, m))
+    captured: dict[tuple[str, str], torch.Tensor] = {}
+    handles = []
+
+    def hook(key):
+        def fn(module, args, output):
+            captured[key] = output.detach()
+        return fn
+
+    for name, sim, conv_m in pairs:
+        handles.append(sim.register_forward_hook(hook((name, "sim"))))
+        handles.append(conv_m.register_forward_hook(hook((name, "int"))))
     was_training = model.training
     model.eval()
     try:
@@ -753,22 +822,27 @@ def compare_simulation(model: nn.Module, converted: nn.Module, *inputs: torch.Te
             got = converted(*inputs)
     finally:
         model.train(was_training)
+        for h in handles:
+            h.remove()
     if not isinstance(expected, torch.Tensor) or not isinstance(got, torch.Tensor):
         raise TypeError("compare_simulation: both models must return one tensor")
     if expected.shape != got.shape:
         raise ValueError(f"compare_simulation: output shapes differ: model {tuple(expected.shape)} vs converted "
                          f"{tuple(got.shape)}")
     if lsb is None:
-        lsb, what = _output_lsb(converted) if isinstance(converted, fx.GraphModule) else (None, "")
+        lsb, what = _output_lsb(converted)
         if lsb is None:
-            what = "float32 ulp of the converted output"
             lsb = torch.finfo(torch.float32).eps * got.abs().clamp_min(torch.finfo(torch.float32).tiny)
     else:
-        what = "given"
-    diff = (expected.double() - got.double()).abs()
-    mismatched = expected != got
-    steps = torch.round(diff / lsb.double()).to(torch.int64)[mismatched]
-    values, counts = torch.unique(steps, return_counts=True)
-    return SimulationReport(total=expected.numel(), mismatched=int(mismatched.sum()),
-                            max_abs_diff=float(diff.max()) if diff.numel() else 0.0,
-                            lsb_histogram={int(v): int(c) for v, c in zip(values, counts)}, lsb=what)
+        what = "LSB (given)"
+    report = SimulationReport(output=_mismatch(expected, got, lsb, what), layers={})
+    one = torch.ones(1, dtype=torch.float64)
+    for name, sim, conv_m in pairs:
+        if (name, "sim") not in captured or (name, "int") not in captured:
+            continue
+        y = I.apply_float_activation(captured[(name, "sim")].float(), conv_m.fused_activation)
+        sim_codes = ops.quantize_affine(y, conv_m.output_scale, conv_m.output_zero_point, conv_m.output_qmin,
+                                        conv_m.output_qmax)
+        report.layers[name] = _mismatch(sim_codes.to(torch.int32), captured[(name, "int")].to(torch.int32), one,
+                                        "codes")
+    return report

@@ -258,3 +258,72 @@ def weight_scale_for_output(weight_param: torch.Tensor, out_channels: int, conv:
         return weight_param.reshape(1)
     flat = weight_param.reshape(out_channels)
     return flat.reshape(out_channels, 1, 1) if conv else flat
+
+
+# ---- int8 kernel route (converted models) -------------------------------------------------------------
+# The int8 GEMM ops (int8_pack_weight / int8_gemm / int8_linear) compute the same exact integers
+# as the reference route above, with the requantization fused into the GEMM epilogue. Converted
+# layers use them when their codes fit (uint8/int8 activations, int8 weights, uint8/int8 outputs,
+# an accumulator bound the kernel accepts); integer simulation keeps the readable reference route,
+# so the equality tests also check the kernels against it. Convolutions run as im2col + int8 GEMM
+# until a direct int8_conv2d kernel replaces `conv2d_codes_int8`.
+
+
+def have_int8_kernels() -> bool:
+    """Whether this build has the int8 GEMM ops."""
+    return all(hasattr(torch.ops.lowbit, name) for name in ("int8_pack_weight", "int8_gemm", "int8_linear"))
+
+
+def _fits_int8(qmin: int, qmax: int) -> bool:
+    return (qmin >= 0 and qmax <= 255) or (qmin >= -128 and qmax <= 127)
+
+
+def int8_kernel_applies(x_qmin: int, x_qmax: int, x_zero_point: int, w_codes: torch.Tensor,
+                        w_zero_point: torch.Tensor, terms: int, bias_codes: Optional[torch.Tensor],
+                        out_range: Optional[tuple[int, int]]) -> bool:
+    """Whether the int8 kernels take this layer (the same bound ``int8_linear`` checks, so it never raises)."""
+    if not have_int8_kernels() or w_codes.dtype != torch.int8 or not _fits_int8(x_qmin, x_qmax):
+        return False
+    if out_range is not None and not _fits_int8(*out_range):
+        return False
+    x_u8 = x_qmin >= 0 and x_qmax <= 255
+    max_dx = max(x_zero_point, 255 - x_zero_point) if x_u8 else max(x_zero_point + 128, 127 - x_zero_point)
+    zw = [int(v) for v in w_zero_point.reshape(-1).tolist()]
+    if any(not -128 <= v <= 127 for v in zw):
+        return False
+    max_dw = max(max(v + 128, 127 - v) for v in zw)
+    max_bias = 0 if bias_codes is None else int(bias_codes.abs().max().item()) if bias_codes.numel() else 0
+    return terms * max_dx * max_dw + max_bias <= INT32_MAX
+
+
+def int8_accumulate(x_codes: torch.Tensor, packed: torch.Tensor, col_sums: torch.Tensor, terms: int,
+                    x_zero_point: int, w_zero_point: torch.Tensor, bias_codes: Optional[torch.Tensor]) -> torch.Tensor:
+    """int32 ``Σ (x - z_x)(w - z_w) + bias`` from the raw int8 GEMM ``Σ x·w`` (for layers returning float)."""
+    acc = ops.int8_gemm(x_codes, packed, col_sums).to(torch.int64)
+    zw = w_zero_point.reshape(-1).to(torch.int64)
+    acc = acc - x_zero_point * col_sums.to(torch.int64) + terms * x_zero_point * zw
+    if bool((zw != 0).any()):
+        acc = acc - zw * x_codes.to(torch.int64).sum(-1, keepdim=True)
+    if bias_codes is not None:
+        acc = acc + bias_codes.to(torch.int64)
+    return _to_int32(acc)
+
+
+def im2col_codes(x_codes: torch.Tensor, x_zero_point: int, kernel_size, stride, dilation, padding_mode: str,
+                 reversed_padding: Sequence[int]) -> tuple[torch.Tensor, int, int]:
+    """``[B, L, C·kh·kw]`` patches of NCHW codes (padded with the zero point, or the padding mode).
+
+    Codes are copied through float32 (exact for 16-bit values) because ``unfold`` has no integer
+    kernel. Returns the patches and the output height and width.
+    """
+    x = x_codes.to(torch.float32)
+    if any(reversed_padding):
+        if padding_mode == "zeros":
+            x = F.pad(x, tuple(reversed_padding), mode="constant", value=float(x_zero_point))
+        else:
+            x = F.pad(x, tuple(reversed_padding), mode=padding_mode)
+    kh, kw = kernel_size
+    oh = (x.shape[-2] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+    ow = (x.shape[-1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    cols = F.unfold(x, kernel_size, dilation=dilation, padding=0, stride=stride)
+    return cols.transpose(1, 2).to(x_codes.dtype).contiguous(), oh, ow
