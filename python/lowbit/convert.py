@@ -340,12 +340,20 @@ def _analyse(gm: fx.GraphModule, layers: list[fx.Node], adds: dict[fx.Node, tupl
                 else:
                     plan.entries.setdefault(v, []).append(node)
             plan.src[node] = node
-        elif _passthrough(node, modules) in ("same", "identity", "relu") and node.args[0] in plan.src:
+        elif node.args and isinstance(node.args[0], fx.Node) and node.args[0] in plan.src and (
+                _passthrough(node, modules) in ("same", "identity", "relu")
+                or _fusable_after_add(node, plan.adds, modules)):
             plan.src[node] = plan.src[node.args[0]]
     for v, consumers in plan.entries.items():
         plan.src[v] = v
         plan.readers[v].extend(consumers)
     return plan
+
+
+def _fusable_after_add(node: fx.Node, adds: dict, modules: dict[str, nn.Module]) -> bool:
+    # A ReLU6 (or ReLU) that will be fused into the integer add before it carries the add's grid.
+    producer = node.args[0]
+    return producer in adds and len(producer.users) == 1 and _activation(node, modules) is not None
 
 
 def _fuse_activations(gm: fx.GraphModule, producers: Iterable[fx.Node]) -> dict[fx.Node, str]:
@@ -382,6 +390,9 @@ def _wire(gm: fx.GraphModule, *, mode: str, activation: Optional[QuantSpec], req
     """
     layers = _check_layers(gm, caller)
     layer_set = set(layers)
+    # Layers take a following ReLU/ReLU6 first (their output grid then covers the activation's
+    # range); adds take theirs once it is known which adds run in integer.
+    fused = _fuse_activations(gm, layers)
     modules = dict(gm.named_modules(remove_duplicate=False))
     candidates = {n: ops_ for n in gm.graph.nodes if (ops_ := _add_operands(n)) is not None}
 
@@ -437,9 +448,7 @@ def _wire(gm: fx.GraphModule, *, mode: str, activation: Optional[QuantSpec], req
     operand_grids = {n: [grids[plan.src[_layer_input(n)]]] for n in layers}
     operand_grids.update({a: [grids[plan.src[v]] for v in operands] for a, operands in plan.adds.items()})
 
-    # Fuse activations into layers and integer adds (a ReLU passes a grid through, so the analysis
-    # above holds either way; fusing lets the output quantizer observe the activation's range).
-    fused = _fuse_activations(gm, [*layers, *plan.adds])
+    fused.update(_fuse_activations(gm, plan.adds))
 
     # Entry quantizers for float values read by integer nodes.
     for v, consumers in plan.entries.items():

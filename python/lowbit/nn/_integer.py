@@ -297,12 +297,16 @@ def int8_kernel_applies(x_qmin: int, x_qmax: int, x_zero_point: int, w_codes: to
 
 
 def int8_accumulate(x_codes: torch.Tensor, packed: torch.Tensor, col_sums: torch.Tensor, terms: int,
-                    x_zero_point: int, w_zero_point: torch.Tensor, bias_codes: Optional[torch.Tensor]) -> torch.Tensor:
-    """int32 ``Σ (x - z_x)(w - z_w) + bias`` from the raw int8 GEMM ``Σ x·w`` (for layers returning float)."""
+                    x_zero_point: int, w_zero_point: torch.Tensor, bias_codes: Optional[torch.Tensor],
+                    asymmetric_weights: bool) -> torch.Tensor:
+    """int32 ``Σ (x - z_x)(w - z_w) + bias`` from the raw int8 GEMM ``Σ x·w`` (for layers returning float).
+
+    ``asymmetric_weights``: some weight zero point is nonzero (then the row sums ``z_w·Σ x`` are needed).
+    """
     acc = ops.int8_gemm(x_codes, packed, col_sums).to(torch.int64)
     zw = w_zero_point.reshape(-1).to(torch.int64)
     acc = acc - x_zero_point * col_sums.to(torch.int64) + terms * x_zero_point * zw
-    if bool((zw != 0).any()):
+    if asymmetric_weights:
         acc = acc - zw * x_codes.to(torch.int64).sum(-1, keepdim=True)
     if bias_codes is not None:
         acc = acc + bias_codes.to(torch.int64)

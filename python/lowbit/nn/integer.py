@@ -143,6 +143,7 @@ class _IntLayer(nn.Module):
         else:
             self.register_buffer("accumulator_scale", I.accumulator_scale(sa, sw_out))
         self._input_zero_point = int(za.item())
+        self._asymmetric_weights = bool((zw != 0).any())
         self.route = "reference"
         if use_kernels and I.int8_kernel_applies(iq.qmin, iq.qmax, self._input_zero_point, w_codes, zw, self.terms,
                                                  bias, out_range):
@@ -165,7 +166,8 @@ class _IntLayer(nn.Module):
                          shift: torch.Tensor) -> torch.Tensor:
         """One int8 GEMM on ``[..., K]`` codes: requantized codes, or the int32 accumulators of a float output."""
         if not self.quantized_output:
-            return I.int8_accumulate(cols, packed, col_sums, self.terms, self._input_zero_point, w_zero_point, bias)
+            return I.int8_accumulate(cols, packed, col_sums, self.terms, self._input_zero_point, w_zero_point, bias,
+                                     self._asymmetric_weights)
         qmin, qmax = self._kernel_range
         codes = ops.int8_linear(cols, packed, col_sums, bias, self.input_zero_point, w_zero_point.reshape(-1),
                                 multiplier.reshape(-1), shift.reshape(-1), self.output_zero_point, qmin, qmax,
