@@ -315,19 +315,24 @@ def int8_accumulate(x_codes: torch.Tensor, packed: torch.Tensor, col_sums: torch
 
 def im2col_codes(x_codes: torch.Tensor, x_zero_point: int, kernel_size, stride, dilation, padding_mode: str,
                  reversed_padding: Sequence[int]) -> tuple[torch.Tensor, int, int]:
-    """``[B, L, C·kh·kw]`` patches of NCHW codes (padded with the zero point, or the padding mode).
+    """``[B, oh·ow, kh·kw, C]`` patches of NCHW codes, padded with the zero point (or the padding mode).
 
-    Codes are copied through float32 (exact for 16-bit values) because ``unfold`` has no integer
-    kernel. Returns the patches and the output height and width.
+    The reduction order is ``(kh, kw, C)`` (channels innermost, so each tap copies whole channel
+    vectors of an NHWC view); weights are packed in the same order. Padding pads the real input
+    with 0, which is code ``z_x``. Returns the patches and the output height and width.
     """
-    x = x_codes.to(torch.float32)
-    if any(reversed_padding):
-        if padding_mode == "zeros":
-            x = F.pad(x, tuple(reversed_padding), mode="constant", value=float(x_zero_point))
-        else:
-            x = F.pad(x, tuple(reversed_padding), mode=padding_mode)
+    left, right, top, bottom = reversed_padding
+    if padding_mode != "zeros" and any(reversed_padding):
+        x_codes = F.pad(x_codes, (left, right, top, bottom), mode=padding_mode)
+        left = right = top = bottom = 0
+    x = x_codes.permute(0, 2, 3, 1)  # NHWC view (free for channels-last codes from an IntConv2d)
+    x = F.pad(x, (0, 0, left, right, top, bottom), value=x_zero_point) if (left or right or top or bottom) \
+        else x.contiguous()
     kh, kw = kernel_size
-    oh = (x.shape[-2] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
-    ow = (x.shape[-1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
-    cols = F.unfold(x, kernel_size, dilation=dilation, padding=0, stride=stride)
-    return cols.transpose(1, 2).to(x_codes.dtype).contiguous(), oh, ow
+    (sh, sw), (dh, dw) = stride, dilation
+    oh = (x.shape[1] - dh * (kh - 1) - 1) // sh + 1
+    ow = (x.shape[2] - dw * (kw - 1) - 1) // sw + 1
+    taps = [x[:, i * dh:i * dh + (oh - 1) * sh + 1:sh, j * dw:j * dw + (ow - 1) * sw + 1:sw, :]
+            for i in range(kh) for j in range(kw)]
+    cols = torch.stack(taps, dim=3)  # [B, oh, ow, kh*kw, C]
+    return cols.reshape(x.shape[0], oh * ow, kh * kw, x.shape[3]), oh, ow

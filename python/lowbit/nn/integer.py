@@ -245,8 +245,9 @@ class IntConv2d(_IntLayer):
     """A converted ``QuantConv2d`` on NCHW codes (stride, padding and padding modes, dilation, groups).
 
     Same arithmetic as :class:`IntLinear`; zero padding pads with the input zero point (real 0).
-    The int8 route runs im2col on the codes and the int8 GEMM per group (weights packed once per
-    group), until a direct ``int8_conv2d`` kernel exists.
+    The int8 route gathers patches of the codes (im2col, channels innermost) and runs the int8 GEMM
+    per group (weights packed once per group), until a direct ``int8_conv2d`` kernel exists; its
+    output codes are NCHW in channels-last memory.
     """
 
     conv = True
@@ -264,8 +265,10 @@ class IntConv2d(_IntLayer):
         return cls(layer, use_kernels=use_kernels)
 
     def _pack(self, w_codes: torch.Tensor) -> None:
-        per_group = w_codes.reshape(self.groups, self.out_channels // self.groups, -1)
-        packed = [ops.int8_pack_weight(per_group[g].contiguous()) for g in range(self.groups)]
+        # Reduction order (kh, kw, C/groups), the order of I.im2col_codes' patches.
+        og = self.out_channels // self.groups
+        taps = w_codes.permute(0, 2, 3, 1).reshape(self.groups, og, -1)
+        packed = [ops.int8_pack_weight(taps[g].contiguous()) for g in range(self.groups)]
         self.register_buffer("packed_weight", torch.stack([p for p, _ in packed]))
         self.register_buffer("weight_col_sums", torch.stack([c for _, c in packed]))
 
@@ -273,9 +276,9 @@ class IntConv2d(_IntLayer):
         """The ``[out_channels, in_channels/groups, kh, kw]`` weight codes."""
         if self.route == "reference":
             return self.weight
-        og = self.out_channels // self.groups
+        og, cg = self.out_channels // self.groups, self.in_channels // self.groups
         parts = [ops.int8_unpack_weight(self.packed_weight[g], og, self.terms) for g in range(self.groups)]
-        return torch.cat(parts).reshape(self.out_channels, self.in_channels // self.groups, *self.kernel_size)
+        return torch.cat(parts).reshape(self.out_channels, *self.kernel_size, cg).permute(0, 3, 1, 2).contiguous()
 
     def _channel_slice(self, t: Optional[torch.Tensor], g: int) -> Optional[torch.Tensor]:
         if t is None or t.numel() == 1:
@@ -288,17 +291,20 @@ class IntConv2d(_IntLayer):
         x = x_codes if batched else x_codes.unsqueeze(0)
         cols, oh, ow = I.im2col_codes(x, self._input_zero_point, self.kernel_size, self.stride, self.dilation,
                                       self.padding_mode, self._reversed_padding_repeated_twice)
-        cg = self.terms
+        batch, positions, taps, channels = cols.shape
+        cg = channels // self.groups
         outs = []
         for g in range(self.groups):
-            part = cols if self.groups == 1 else cols[..., g * cg:(g + 1) * cg].contiguous()
+            part = cols if self.groups == 1 else cols[..., g * cg:(g + 1) * cg]
             outs.append(self._int8_gemm_codes(
-                part, self.packed_weight[g], self.weight_col_sums[g], self._channel_slice(self.bias, g),
-                self._channel_slice(self.weight_zero_point, g),
+                part.reshape(batch, positions, taps * cg), self.packed_weight[g], self.weight_col_sums[g],
+                self._channel_slice(self.bias, g), self._channel_slice(self.weight_zero_point, g),
                 *((self._channel_slice(self.multiplier, g), self._channel_slice(self.shift, g))
                   if self.quantized_output else (None, None))))
         out = outs[0] if self.groups == 1 else torch.cat(outs, dim=-1)
-        out = out.reshape(x.shape[0], oh, ow, self.out_channels).permute(0, 3, 1, 2).contiguous()
+        # NCHW values in channels-last memory: what the GEMM wrote, no transpose copy; max pooling and
+        # the next convolution's patches read it directly.
+        out = out.reshape(batch, oh, ow, self.out_channels).permute(0, 3, 1, 2)
         out = out if batched else out.squeeze(0)
         return out if self.quantized_output else self._finish(out)
 
