@@ -275,6 +275,53 @@ def test_float_islands_input_residual_and_skipped_layers():
     assert converted.float_nodes == ["add_1"]
 
 
+class PoolingCNN(nn.Module):
+    """Average pooling in every form users write it."""
+
+    def __init__(self):
+        super().__init__()
+        self.c0 = nn.Conv2d(3, 8, 3, padding=1)
+        self.c1 = nn.Conv2d(8, 8, 3, padding=1)
+        self.c2 = nn.Conv2d(8, 8, 1)
+        self.pool = nn.AvgPool2d(2)
+        self.gap = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x):
+        h = self.pool(F.relu(self.c0(x)))                                      # 9x9 -> 4x4 (floor)
+        h = F.avg_pool2d(self.c1(h), 3, stride=2, padding=1, ceil_mode=True, count_include_pad=False)
+        g = self.c2(h)
+        a = self.gap(g).flatten(1)
+        b = g.mean((2, 3))
+        c = torch.flatten(F.adaptive_avg_pool2d(h, (1, 1)), 1)
+        return self.fc(a + b + c)
+
+
+@pytest.mark.parametrize("act", ["uint8_affine", "int8_affine"])
+def test_average_pooling_is_integer_and_exact(act):
+    torch.manual_seed(13)
+    model = lowbit.prepare_qat(PoolingCNN(), weight=W8, activation=ACTIVATION_SPECS[act], simulation="integer")
+    calibrate(model, randn_batches((8, 3, 9, 9)))
+    pools = [m for m in model.modules() if isinstance(m, lowbit.nn.simulation.QuantAvgPool)]
+    assert [p.pool.kind for p in pools] == ["avg_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "mean",
+                                            "adaptive_avg_pool2d"]
+    converted = lowbit.convert(model)
+    assert sum(type(m).__name__ == "IntAvgPool" for m in converted.modules()) == 5
+    assert sum(isinstance(m, IntAdd) for m in converted.modules()) == 2
+    for x in randn_batches((8, 3, 9, 9), n=3, seed=21):
+        assert_exact(model, converted, x)
+
+
+def test_average_of_codes_rounds_half_away_from_zero():
+    from lowbit.nn._integer import AvgPool
+
+    pool = AvgPool("mean", dim=-1, keepdim=False)
+    codes = torch.tensor([[10, 11], [10, 13], [9, 10], [7, 10], [0, 255]], dtype=torch.uint8)
+    z = torch.tensor([10], dtype=torch.int32)
+    # centered pairs (0, 1) (0, 3) (-1, 0) (-3, 0) (-10, 245): halves 0.5 1.5 -0.5 -1.5 117.5
+    assert pool.codes(codes, z, 0, 255).tolist() == [11, 12, 9, 8, 128]
+
+
 def test_standalone_relu_and_float_add_stay_exact():
     class Net(nn.Module):
         def __init__(self):

@@ -18,9 +18,14 @@ quantizer, and every consumer reads that quantizer's parameters (shared module, 
 * grid-preserving operations pass their input's grid through: max pooling, flatten / view /
   reshape / permute / squeeze, dropout and identity, and ReLU (on a grid, ``max(x, 0)`` stays on
   it). A ReLU/ReLU6 directly after a layer or add that has no other user is fused into it as a
-  clamp of the output codes (METHODS §9.3), so the output quantizer observes the activation's range.
+  clamp of the output codes (METHODS §9.3), so the output quantizer observes the activation's range;
+* average pooling (``nn.AvgPool2d``, ``nn.AdaptiveAvgPool2d``, their functionals, ``x.mean(dims)``)
+  of a quantized value keeps its grid too, but an average of codes is not a code: integer
+  simulation replaces it by ``QuantAvgPool``, the exact integer window sum divided by PyTorch's
+  divisor and rounded half away from zero, which the converted ``IntAvgPool`` computes identically.
+  (Under float simulation the pooling stays float and the next layer quantizes its output.)
 
-Everything else (softmax, layer norm, multiplication, concatenation, average pooling, ...) runs in
+Everything else (softmax, layer norm, multiplication, concatenation, ...) runs in
 float on dequantized values; a quantized consumer after it quantizes again with an entry quantizer.
 An add becomes integer when both operands are quantized (or model inputs / module outputs that can
 get an entry quantizer) and its result reaches an integer operation; otherwise it stays a float add.
@@ -49,16 +54,16 @@ from torch import nn
 
 from . import ops
 from .nn import _integer as I
-from .nn.integer import Dequantize, IntAdd, IntConv2d, IntLinear, IntReLU, Quantize
+from .nn.integer import Dequantize, IntAdd, IntAvgPool, IntConv2d, IntLinear, IntReLU, Quantize
 from .nn.modules import QuantConv2d, QuantLinear
-from .nn.simulation import QuantAdd
+from .nn.simulation import QuantAdd, QuantAvgPool
 from .quantizers import FakeQuantize, Quantizer, make_quantizer
 from .spec import QuantSpec
 
 __all__ = ["convert", "compare_simulation", "SimulationReport", "Mismatch", "ConversionError"]
 
 _LAYERS = (QuantLinear, QuantConv2d)
-_INTEGER_MODULES = (IntLinear, IntConv2d, IntAdd, IntReLU, Quantize, Dequantize)
+_INTEGER_MODULES = (IntLinear, IntConv2d, IntAdd, IntReLU, IntAvgPool, Quantize, Dequantize)
 
 
 class ConversionError(ValueError):
@@ -72,7 +77,7 @@ class _Tracer(fx.Tracer):
     """symbolic_trace with lowbit's layers, quantizers and integer modules as leaves."""
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        if isinstance(m, _LAYERS + (Quantizer, QuantAdd) + _INTEGER_MODULES):
+        if isinstance(m, _LAYERS + (Quantizer, QuantAdd, QuantAvgPool) + _INTEGER_MODULES):
             return True
         return super().is_leaf_module(m, qualname)
 
@@ -219,6 +224,45 @@ def _is_shape_node(n: fx.Node) -> bool:
     return False
 
 
+def _avg_pool(node: fx.Node, modules: dict[str, nn.Module]) -> Optional[I.AvgPool]:
+    """The average pooling ``node`` applies to ``node.args[0]`` (grid-preserving on codes), else None."""
+    if not node.args or not isinstance(node.args[0], fx.Node):
+        return None
+    if any(n is not node.args[0] and not _is_shape_node(n) for n in _tensor_args(node)):
+        return None
+    if node.op == "call_module":
+        m = modules.get(node.target)
+        if type(m) is nn.AvgPool2d:
+            return I.AvgPool("avg_pool2d", kernel_size=m.kernel_size, stride=m.stride, padding=m.padding,
+                             ceil_mode=m.ceil_mode, count_include_pad=m.count_include_pad,
+                             divisor_override=m.divisor_override)
+        if type(m) is nn.AdaptiveAvgPool2d:
+            return I.AvgPool("adaptive_avg_pool2d", output_size=m.output_size)
+        return None
+    args, kwargs = list(node.args[1:]), dict(node.kwargs)
+
+    def arg(i, name, default):
+        return args[i] if len(args) > i else kwargs.get(name, default)
+
+    if node.op == "call_function" and node.target is F.avg_pool2d:
+        return I.AvgPool("avg_pool2d", kernel_size=arg(0, "kernel_size", None), stride=arg(1, "stride", None),
+                         padding=arg(2, "padding", 0), ceil_mode=arg(3, "ceil_mode", False),
+                         count_include_pad=arg(4, "count_include_pad", True),
+                         divisor_override=arg(5, "divisor_override", None))
+    if node.op == "call_function" and node.target is F.adaptive_avg_pool2d:
+        return I.AvgPool("adaptive_avg_pool2d", output_size=arg(0, "output_size", None))
+    if (node.op == "call_method" and node.target == "mean") or (node.op == "call_function"
+                                                                 and node.target is torch.mean):
+        dim = arg(0, "dim", None)
+        if dim is None or kwargs.get("dtype") is not None:
+            return None  # a full mean returns a 0-d tensor; keep it simple: float
+        if not (isinstance(dim, int) or (isinstance(dim, (tuple, list)) and all(isinstance(d, int) for d in dim))):
+            return None
+        return I.AvgPool("mean", dim=tuple(dim) if isinstance(dim, list) else dim, keepdim=bool(arg(1, "keepdim",
+                                                                                                   False)))
+    return None
+
+
 def _add_operands(node: fx.Node) -> Optional[tuple[fx.Node, fx.Node]]:
     """The two tensor operands of a plain ``a + b`` (operator, ``torch.add``, ``a.add(b)``), else None."""
     if node.op == "call_function" and node.target in (operator.add, torch.add):
@@ -315,15 +359,21 @@ class _Plan:
     entries: dict[fx.Node, list[fx.Node]] = field(default_factory=dict)
     # producer -> integer consumer nodes that read its grid
     readers: dict[fx.Node, list[fx.Node]] = field(default_factory=lambda: defaultdict(list))
+    # average poolings of quantized values (integer simulation only): same grid, rounded averages
+    pools: list[fx.Node] = field(default_factory=list)
 
 
 def _analyse(gm: fx.GraphModule, layers: list[fx.Node], adds: dict[fx.Node, tuple[fx.Node, fx.Node]],
-             allow_entry: Callable[[fx.Node, fx.Node], bool]) -> _Plan:
+             allow_entry: Callable[[fx.Node, fx.Node], bool], pools: bool) -> _Plan:
     modules = dict(gm.named_modules(remove_duplicate=False))
     plan = _Plan(layers, dict(adds))
     layer_set = set(layers)
     for node in gm.graph.nodes:
-        if node in layer_set or node in plan.adds:
+        if pools and node.args and isinstance(node.args[0], fx.Node) and node.args[0] in plan.src \
+                and _avg_pool(node, modules) is not None:
+            plan.src[node] = plan.src[node.args[0]]
+            plan.pools.append(node)
+        elif node in layer_set or node in plan.adds:
             operands = [_layer_input(node)] if node in layer_set else list(plan.adds[node])
             ok = True
             for v in operands:
@@ -411,7 +461,7 @@ def _wire(gm: fx.GraphModule, *, mode: str, activation: Optional[QuantSpec], req
     # its operands, so iterate to a fixed point.
     adds = dict(candidates)
     while True:
-        plan = _analyse(gm, layers, adds, allow_entry)
+        plan = _analyse(gm, layers, adds, allow_entry, pools=mode == "integer")
         if mode == "integer":
             drop = {a for a in plan.adds if not plan.readers.get(a)}
         else:
@@ -467,6 +517,17 @@ def _wire(gm: fx.GraphModule, *, mode: str, activation: Optional[QuantSpec], req
         layer.requant_rounding = requant_rounding
         layer.simulation = "integer"
         _check_bound(layer, n.target)
+
+    for p in plan.pools:
+        if plan.src[p] not in grids:
+            continue  # the pooled value has no grid (its producer returns float): a float pooling
+        module = QuantAvgPool(grids[plan.src[p]], _avg_pool(p, modules))
+        name = _fresh_name(gm, f"{p.name}_avg" if p.op == "call_module" else p.name)
+        gm.add_submodule(name, module)
+        with gm.graph.inserting_after(p):
+            new = gm.graph.call_module(name, (p.args[0],))
+        p.replace_all_uses_with(new)
+        gm.graph.erase_node(p)
 
     for a in plan.adds:
         lhs_grid, rhs_grid = operand_grids[a]
@@ -638,6 +699,10 @@ def _lower(gm: fx.GraphModule, caller: str, use_kernels: bool) -> fx.GraphModule
         if isinstance(m, QuantAdd):
             new_modules[node.target] = IntAdd.from_simulation(m)
             grid[node] = m.output_quantizer
+            continue
+        if isinstance(m, QuantAvgPool):
+            new_modules[node.target] = IntAvgPool.from_simulation(m)
+            grid[node] = m.quantizer
             continue
         if isinstance(m, Quantizer):  # an entry quantizer
             new_modules[node.target] = Quantize.from_quantizer(m)

@@ -336,3 +336,74 @@ def im2col_codes(x_codes: torch.Tensor, x_zero_point: int, kernel_size, stride, 
             for i in range(kh) for j in range(kw)]
     cols = torch.stack(taps, dim=3)  # [B, oh, ow, kh*kw, C]
     return cols.reshape(x.shape[0], oh * ow, kh * kw, x.shape[3]), oh, ow
+
+
+# ---- average pooling on a grid ----------------------------------------------------------------------------
+
+
+class AvgPool:
+    """An average pooling, in float and on codes, with the same grid in and out.
+
+    ``kind``: ``"avg_pool2d"`` (``kernel_size, stride, padding, ceil_mode, count_include_pad,
+    divisor_override`` as ``F.avg_pool2d``), ``"adaptive_avg_pool2d"`` (``output_size``) or
+    ``"mean"`` (``dim, keepdim``). On codes: the exact integer sum of ``q - z`` over each window
+    divided by PyTorch's divisor for that window, rounded half away from zero, plus ``z``
+    (an average of codes in ``[qmin, qmax]`` stays in range). Integer simulation and converted
+    models both call :meth:`codes`, so they agree bit for bit.
+    """
+
+    def __init__(self, kind: str, **params):
+        if kind not in ("avg_pool2d", "adaptive_avg_pool2d", "mean"):
+            raise ValueError(f"AvgPool: unknown kind={kind!r}")
+        self.kind = kind
+        self.params = params
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v}" for k, v in self.params.items())
+        return f"{self.kind}({args})"
+
+    def float(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.params
+        if self.kind == "avg_pool2d":
+            return F.avg_pool2d(x, p["kernel_size"], p["stride"], p["padding"], p["ceil_mode"], p["count_include_pad"],
+                                p["divisor_override"])
+        if self.kind == "adaptive_avg_pool2d":
+            return F.adaptive_avg_pool2d(x, p["output_size"])
+        return x.mean(dim=p["dim"], keepdim=p["keepdim"])
+
+    def _sums_and_divisors(self, centered: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        p = self.params
+        if self.kind == "avg_pool2d":
+            args = (p["kernel_size"], p["stride"], p["padding"], p["ceil_mode"])
+            sums = F.avg_pool2d(centered, *args, True, 1)  # divisor 1: exact window sums (padding adds 0)
+            if p["divisor_override"]:
+                return sums, torch.full_like(sums, float(p["divisor_override"]))
+            ones = torch.ones_like(centered[..., :1, :, :]) if centered.dim() == 4 else torch.ones_like(centered[:1])
+            inside = F.avg_pool2d(ones, *args, True, 1)
+            mean = F.avg_pool2d(ones, *args, p["count_include_pad"], None)
+            return sums, torch.round(inside / mean)  # PyTorch's divisor per window (an integer)
+        if self.kind == "adaptive_avg_pool2d":
+            size = tuple(centered.shape[-2:])
+            out = p["output_size"]
+            out = (out, out) if isinstance(out, int) else tuple(out)
+            out = tuple(size[i] if out[i] is None else out[i] for i in range(2))
+            counts = [torch.tensor([-((-(i + 1) * n) // o) - (i * n) // o for i in range(o)], dtype=torch.float64)
+                      for n, o in zip(size, out)]
+            divisors = (counts[0][:, None] * counts[1][None, :]).to(centered.device)
+            sums = torch.round(F.adaptive_avg_pool2d(centered, out) * divisors)  # mean·count: exact integer sums
+            return sums, divisors.expand_as(sums)
+        dims = p["dim"] if isinstance(p["dim"], (tuple, list)) else (p["dim"],)
+        count = 1
+        for d in dims:
+            count *= centered.shape[d]
+        sums = centered.sum(dim=p["dim"], keepdim=p["keepdim"])
+        return sums, torch.full_like(sums, float(count))
+
+    def codes(self, codes: torch.Tensor, zero_point: torch.Tensor, qmin: int, qmax: int) -> torch.Tensor:
+        """Average of codes on their grid (see the class docstring)."""
+        sums, divisors = self._sums_and_divisors(_centered(codes, zero_point))
+        s = sums.to(torch.int64)
+        d = divisors.to(torch.int64)
+        quotient = (2 * s.abs() + d) // (2 * d)  # |s|/d rounded half up, i.e. half away from zero with the sign
+        avg = torch.where(s < 0, -quotient, quotient) + zero_point.to(torch.int64)
+        return avg.clamp(qmin, qmax).to(codes.dtype)

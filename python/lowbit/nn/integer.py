@@ -22,7 +22,7 @@ from .._registrations import code_dtype
 from ..quantizers import Quantizer
 from . import _integer as I
 
-__all__ = ["Quantize", "Dequantize", "IntLinear", "IntConv2d", "IntAdd", "IntReLU"]
+__all__ = ["Quantize", "Dequantize", "IntLinear", "IntConv2d", "IntAdd", "IntReLU", "IntAvgPool"]
 
 
 def _qparams(quantizer: Quantizer, what: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -374,3 +374,28 @@ class IntReLU(nn.Module):
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
         return I.apply_bounds(codes, self.zero_point, None)
+
+
+class IntAvgPool(nn.Module):
+    """Average pooling on codes, same grid in and out (a converted ``QuantAvgPool``).
+
+    The exact integer window sums of ``q - z`` divided by PyTorch's divisor, rounded half away from
+    zero (:class:`lowbit.nn._integer.AvgPool`).
+    """
+
+    def __init__(self, pool: "I.AvgPool", zero_point: torch.Tensor, qmin: int, qmax: int):
+        super().__init__()
+        self.pool = pool
+        self.register_buffer("zero_point", zero_point.detach().clone().to(torch.int32))
+        self.qmin, self.qmax = int(qmin), int(qmax)
+
+    @classmethod
+    def from_simulation(cls, module: nn.Module) -> "IntAvgPool":
+        q = module.quantizer
+        return cls(module.pool, q.calculate_qparams()[1], q.qmin, q.qmax)
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        return self.pool.codes(codes, self.zero_point, self.qmin, self.qmax)
+
+    def extra_repr(self) -> str:
+        return repr(self.pool)

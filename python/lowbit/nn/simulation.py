@@ -35,7 +35,7 @@ from .. import ops
 from ..quantizers import Quantizer, _is_tracing
 from . import _integer as I
 
-__all__ = ["QuantAdd", "integer_layer_forward"]
+__all__ = ["QuantAdd", "QuantAvgPool", "integer_layer_forward"]
 
 
 def _enabled(*quantizers: Optional[Quantizer]) -> torch.Tensor:
@@ -170,3 +170,32 @@ class QuantAdd(nn.Module):
     def extra_repr(self) -> str:
         act = f", activation={self.fused_activation}" if self.fused_activation else ""
         return f"requant_rounding={self.requant_rounding}{act}"
+
+
+class QuantAvgPool(nn.Module):
+    """Average pooling of a quantized tensor that stays on its grid, integer-exact.
+
+    Built by ``prepare_qat(..., simulation="integer")`` for ``nn.AvgPool2d``,
+    ``nn.AdaptiveAvgPool2d``, ``F.avg_pool2d``, ``F.adaptive_avg_pool2d`` and ``x.mean(dims)`` of a
+    quantized value: the output is the input's grid (``quantizer``, the producer's, shared) and the
+    codes are the rounded integer average of :class:`lowbit.nn._integer.AvgPool`, as the converted
+    ``IntAvgPool`` computes. Gradients are those of the float pooling.
+    """
+
+    def __init__(self, quantizer: Quantizer, pool: "I.AvgPool"):
+        super().__init__()
+        self.quantizer = quantizer
+        self.pool = pool
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q = self.quantizer
+        y_sim = self.pool.float(x)
+        with torch.no_grad():
+            scale, zero_point = q.calculate_qparams()
+            codes = ops.quantize_affine(x.detach(), scale, zero_point, q.qmin, q.qmax)
+            y_int = ops.dequantize_affine(self.pool.codes(codes, zero_point, q.qmin, q.qmax), scale, zero_point,
+                                          dtype=y_sim.dtype)
+        return _finish(y_int, y_sim, q.fake_quant_enabled)
+
+    def extra_repr(self) -> str:
+        return repr(self.pool)
