@@ -455,6 +455,37 @@ def test_compiled_integer_simulation_qat_step_has_no_graph_break():
     torch._dynamo.reset()
 
 
+def test_inductor_integer_simulation_trains_and_matches_the_converted_model():
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    torch.manual_seed(14)
+    model = lowbit.prepare_qat(ResidualMLP(d_in=12, width=16, classes=3), weight=W8, activation=A8,
+                               simulation="integer")
+    calibrate(model, randn_batches((16, 12)))
+    eager = copy.deepcopy(model)
+    compiled = torch.compile(model, fullgraph=True)  # Inductor
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    for step, x in enumerate(randn_batches((16, 12), n=3, seed=4)):
+        t = torch.randint(0, 3, (16,), generator=torch.Generator().manual_seed(step))
+        loss, loss_eager = F.cross_entropy(compiled(x), t), F.cross_entropy(eager(x), t)
+        # The forward value is integer arithmetic: Inductor computes it exactly like eager.
+        assert torch.equal(loss, loss_eager), step
+        opt.zero_grad(), eager.zero_grad()
+        loss.backward(), loss_eager.backward()
+        for p, q in zip(model.parameters(), eager.parameters()):
+            torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-6)  # float STE path may fuse
+        opt.step()
+        with torch.no_grad():  # keep the twins on identical weights (gradients may differ in the last bits)
+            for p, q in zip(model.parameters(), eager.parameters()):
+                q.copy_(p)
+    model.eval()
+    x = torch.randn(16, 12)
+    with torch.no_grad():
+        assert torch.equal(compiled(x), lowbit.convert(model)(x))
+    torch._dynamo.reset()
+
+
 def test_converted_model_compiles_and_exports():
     import torch._dynamo
 
@@ -516,7 +547,8 @@ def test_mismatch_histogram():
     assert isinstance(m, Mismatch)
     assert (m.total, m.mismatched, m.max_abs_diff) == (5, 3, 2.0)
     assert m.lsb_histogram == {0: 1, 1: 1, 4: 1}  # 0.25/0.5 rounds to 0 (half to even)
-    assert "3 of 5 differ" in str(m)
+    assert "3 of 5 differ" in str(m) and "0: 1, 1: 1, 4: 1" in str(m)
+    assert m.median_lsb == 1
 
 
 # ---- errors ----------------------------------------------------------------------------------------------

@@ -791,9 +791,23 @@ class Mismatch:
         return self.mismatched == 0
 
     def __str__(self) -> str:
-        hist = ", ".join(f"{k} LSB: {v}" for k, v in sorted(self.lsb_histogram.items())) or "none"
+        items = sorted(self.lsb_histogram.items())
+        shown = items if len(items) <= 8 else items[:5]
+        hist = ", ".join(f"{k}: {v}" for k, v in shown) or "none"
+        if len(items) > len(shown):
+            hist += f", ... ({len(items) - len(shown)} more values up to {items[-1][0]}; median {self.median_lsb})"
         return (f"{self.mismatched} of {self.total} differ ({100.0 * self.mismatched / max(1, self.total):.3f}%), "
-                f"max |diff| {self.max_abs_diff:.6g}; by {self.lsb}: {hist}")
+                f"max |diff| {self.max_abs_diff:.6g}; count by {self.lsb}: {hist}")
+
+    @property
+    def median_lsb(self) -> int:
+        """The median LSB distance of the mismatched elements (0 when none differ)."""
+        seen, half = 0, (self.mismatched + 1) // 2
+        for k, v in sorted(self.lsb_histogram.items()):
+            seen += v
+            if seen >= half:
+                return k
+        return 0
 
 
 def _mismatch(expected: torch.Tensor, got: torch.Tensor, lsb: torch.Tensor, what: str) -> Mismatch:
