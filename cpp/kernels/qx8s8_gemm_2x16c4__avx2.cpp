@@ -102,6 +102,8 @@ struct Avx2Tile2x16 {
 
 // Reads the packed bytes and sign-extends them in registers (no widening pass): for blocks of few
 // rows, where the pass would cost more than it saves.
+inline constexpr int64_t kPrefetchBytes = 1024;
+
 template <int MR>
 struct Avx2TileDirect {
   using VI = simd::VecI32Avx2;
@@ -134,6 +136,7 @@ struct Avx2TileDirect {
     };
     int32_t quad[MR];
     for (int64_t q = 0; q < full; ++q) {
+      _mm_prefetch(reinterpret_cast<const char*>(w + 64 * q + kPrefetchBytes), _MM_HINT_T0);
       for (int i = 0; i < MR; ++i) quad[i] = load_quad(rows[i] + 4 * q);
       step(quad, w + 64 * q);
     }
@@ -150,8 +153,95 @@ struct Avx2TileDirect {
 // Blocks with at least this many rows widen each weight panel once; smaller ones read it directly.
 inline constexpr int64_t kWidenMinRows = 16;
 
+// ---- 7-bit activations: vpmaddubsw, exact by range ------------------------------------------------
+//
+// When every activation byte of a block is <= 127 (u8 codes of a 7-bit range, PyTorch's
+// reduce_range), a vpmaddubsw pair sum is at most 2·127·128 = 32512 in magnitude and cannot
+// saturate, so the packed bytes feed vpmaddubsw directly (then vpmaddwd by ones into int32), with
+// no widening at all: FBGEMM's acc32 inner loop, made exact by the range check instead of by
+// assumption. The driver checks the range of the block's rows (one pass over M·K bytes, small
+// next to the M·N·K product); any byte >= 128 sends the block to the widened int16 tiles above.
+struct Avx2TileMaddubs7 {
+  using VI = simd::VecI32Avx2;
+  static constexpr int64_t kMr = 4;
+  static constexpr int kPanels = 1;
+  static int64_t scratch_elems(int64_t) { return 0; }
+  static const void* prepare(const GemmInt8Args& args, int64_t p, int, int16_t*) {
+    return args.packed + p * kernels::gemm_panel_bytes(args.k);
+  }
+
+  template <int MR>
+  static void tile_mr(const GemmInt8Args& args, int64_t m, const int8_t* w, int32_t* out) {
+    const uint8_t* rows[MR];
+    for (int i = 0; i < MR; ++i) rows[i] = static_cast<const uint8_t*>(args.a) + (m + i) * args.lda;
+    __m256i acc[MR][2];
+    for (auto& row : acc) {
+      for (auto& v : row) v = _mm256_setzero_si256();
+    }
+    const __m256i ones = _mm256_set1_epi16(1);
+    // maddubs pairs (k0,k1) and (k2,k3) of each channel; madd by ones adds them: lane c = channel c.
+    auto step = [&](const int32_t (&quad)[MR], const int8_t* wq) {
+      const __m256i w0 = load256(wq), w1 = load256(wq + 32);
+      for (int i = 0; i < MR; ++i) {
+        const __m256i x = _mm256_set1_epi32(quad[i]);
+        acc[i][0] = _mm256_add_epi32(acc[i][0], _mm256_madd_epi16(_mm256_maddubs_epi16(x, w0), ones));
+        acc[i][1] = _mm256_add_epi32(acc[i][1], _mm256_madd_epi16(_mm256_maddubs_epi16(x, w1), ones));
+      }
+    };
+    const int64_t full = args.k / kGemmKc, rest = args.k % kGemmKc;
+    int32_t quad[MR];
+    for (int64_t q = 0; q < full; ++q) {
+      _mm_prefetch(reinterpret_cast<const char*>(w + 64 * q + kPrefetchBytes), _MM_HINT_T0);
+      for (int i = 0; i < MR; ++i) quad[i] = load_quad(rows[i] + 4 * q);
+      step(quad, w + 64 * q);
+    }
+    if (rest != 0) {
+      int8_t tail[kGemmNr * kGemmKc];
+      kernels::gemm_tail_quad(w, args.k, tail);
+      for (int i = 0; i < MR; ++i) quad[i] = load_partial_quad(rows[i] + 4 * full, rest);
+      step(quad, tail);
+    }
+    for (int i = 0; i < MR; ++i) {
+      _mm256_store_si256(reinterpret_cast<__m256i*>(out + i * kGemmNr), acc[i][0]);
+      _mm256_store_si256(reinterpret_cast<__m256i*>(out + i * kGemmNr + 8), acc[i][1]);
+    }
+  }
+
+  // Exact-size tiles for the last rows: few-row blocks (LLM decode) waste no multiplies.
+  template <GemmAType A>
+  static void tile(const GemmInt8Args& args, int64_t m, int64_t mr, const void* b, int, int64_t, int32_t* out) {
+    static_assert(A == GemmAType::U8, "7-bit tiles take u8 activations only");
+    const int8_t* w = static_cast<const int8_t*>(b);
+    switch (mr) {
+      case 1: return tile_mr<1>(args, m, w, out);
+      case 2: return tile_mr<2>(args, m, w, out);
+      case 3: return tile_mr<3>(args, m, w, out);
+      default: return tile_mr<4>(args, m, w, out);
+    }
+  }
+};
+
+// True when rows [m0, m1) of the u8 activations are all <= 127.
+inline bool rows_fit_7_bits(const GemmInt8Args& args, int64_t m0, int64_t m1) {
+  const uint8_t* a = static_cast<const uint8_t*>(args.a);
+  for (int64_t r = m0; r < m1; ++r) {
+    const uint8_t* row = a + r * args.lda;
+    __m256i any = _mm256_setzero_si256();
+    int64_t i = 0;
+    for (; i + 32 <= args.k; i += 32) any = _mm256_or_si256(any, load256(row + i));
+    if (_mm256_movemask_epi8(any) != 0) return false;
+    for (; i < args.k; ++i) {
+      if (row[i] > 127) return false;
+    }
+  }
+  return true;
+}
+
 template <GemmAType A, GemmEpilogue E>
 void avx2_driver(const GemmInt8Args& a, int64_t m0, int64_t m1, int64_t p0, int64_t p1) {
+  if constexpr (A == GemmAType::U8) {
+    if (rows_fit_7_bits(a, m0, m1)) return gemm_block<Avx2TileMaddubs7, A, E>(a, m0, m1, p0, p1);
+  }
   if (m1 - m0 == 1) {
     gemm_block<Avx2TileDirect<1>, A, E>(a, m0, m1, p0, p1);
   } else if (m1 - m0 < kWidenMinRows) {
