@@ -18,9 +18,14 @@ ODD_SHAPES = [  # (M, N, K): tails in every dimension, K = 1, M = 1, one panel, 
 ]
 
 
-def _rand(shape, dtype, gen):
-    lo, hi = (0, 256) if dtype == torch.uint8 else (-128, 128)
+def _rand(shape, dtype, gen, seven_bit=False):
+    """Full-range codes, or u8 codes <= 127 (7-bit: the AVX2 vpmaddubsw tiles take those)."""
+    lo, hi = (0, 128 if seven_bit else 256) if dtype == torch.uint8 else (-128, 128)
     return torch.randint(lo, hi, shape, dtype=dtype, generator=gen)
+
+
+ACT_KINDS = [(torch.uint8, False), (torch.uint8, True), (torch.int8, False)]
+ACT_IDS = ["u8", "u8_7bit", "s8"]
 
 
 def _ref_gemm(a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -59,13 +64,14 @@ def test_pack_noncontiguous_weight():
 # ---- int8_gemm -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("adtype", [torch.uint8, torch.int8])
+@pytest.mark.parametrize("act", ACT_KINDS, ids=ACT_IDS)
 @pytest.mark.parametrize("path", ALL_PATHS)
-def test_int8_gemm_odd_shapes_match_int64_reference(path, adtype):
+def test_int8_gemm_odd_shapes_match_int64_reference(path, act):
     path_or_skip(path)
+    adtype, seven_bit = act
     gen = torch.Generator().manual_seed(7)
     for m, n, k in ODD_SHAPES:
-        a, w = _rand((m, k), adtype, gen), _rand((n, k), torch.int8, gen)
+        a, w = _rand((m, k), adtype, gen, seven_bit), _rand((n, k), torch.int8, gen)
         packed, cs = ops.int8_pack_weight(w)
         with lowbit.use_kernel_path(path):
             got = ops.int8_gemm(a, packed, cs)
@@ -80,9 +86,9 @@ def test_int8_gemm_row_tile_paths(path):
     gen = torch.Generator().manual_seed(8)
     w = _rand((37, 75), torch.int8, gen)
     packed, cs = ops.int8_pack_weight(w)
-    for m in (1, 2, 3, 7, 15, 16, 17, 31, 33, 64):
-        for adtype in (torch.uint8, torch.int8):
-            a = _rand((m, 75), adtype, gen)
+    for m in (1, 2, 3, 4, 5, 6, 7, 15, 16, 17, 31, 33, 64):
+        for adtype, seven_bit in ACT_KINDS:
+            a = _rand((m, 75), adtype, gen, seven_bit)
             with lowbit.use_kernel_path(path):
                 got = ops.int8_gemm(a, packed, cs)
             assert torch.equal(got.long(), _ref_gemm(a, w)), (path, m, adtype)
@@ -97,8 +103,8 @@ def test_int8_gemm_paths_equal_scalar_threaded(path):
     torch.set_num_threads(2)
     try:
         for m, n, k in [(8, 512, 300), (512, 16, 260), (130, 130, 131), (64, 4096, 64)]:
-            for adtype in (torch.uint8, torch.int8):
-                a, w = _rand((m, k), adtype, gen), _rand((n, k), torch.int8, gen)
+            for adtype, seven_bit in ACT_KINDS:
+                a, w = _rand((m, k), adtype, gen, seven_bit), _rand((n, k), torch.int8, gen)
                 packed, cs = ops.int8_pack_weight(w)
                 with lowbit.use_kernel_path("scalar"):
                     want = ops.int8_gemm(a, packed, cs)
@@ -116,12 +122,16 @@ def test_int8_gemm_saturation_edge(path):
     path_or_skip(path)
     k = 64
     cases = []
-    for a_val in (255, 254, 128):
+    for a_val in (255, 254, 128, 127):  # 127: the 7-bit vpmaddubsw tiles at their own edge
         for w_val in (-128, 127, -127):
             cases.append((torch.full((3, k), a_val, dtype=torch.uint8), torch.full((20, k), w_val, dtype=torch.int8)))
     alt = torch.tensor([255, 255, 0, 255], dtype=torch.uint8).repeat(3, k // 4)
     cases.append((alt, torch.tensor([-128, -128, 127, 127], dtype=torch.int8).repeat(20, k // 4)))
     cases.append((torch.full((3, k), -128, dtype=torch.int8), torch.full((20, k), -128, dtype=torch.int8)))
+    # One byte of 128 among 7-bit rows moves the block off the vpmaddubsw tiles.
+    mixed = torch.full((5, k), 127, dtype=torch.uint8)
+    mixed[3, 17] = 128
+    cases.append((mixed, torch.full((20, k), -128, dtype=torch.int8)))
     for a, w in cases:
         packed, cs = ops.int8_pack_weight(w)
         with lowbit.use_kernel_path(path):
@@ -146,12 +156,13 @@ def test_int8_gemm_k_overflow_boundary(path):
         p1, cs1 = ops.int8_pack_weight(torch.zeros((1, k_max + 1), dtype=torch.int8))
         with pytest.raises(RuntimeError, match=rf"K = {k_max + 1} is too large .* \(at most {k_max}\)"):
             ops.int8_gemm(a1, p1, cs1)
-    # u8 with positive weights at the boundary: 255·127·K
+    # u8 with positive weights at the boundary: 255·127·K; 7-bit rows at the same K
     a = torch.full((1, 65793), 255, dtype=torch.uint8)
     w = torch.full((3, 65793), 127, dtype=torch.int8)
     packed, cs = ops.int8_pack_weight(w)
     with lowbit.use_kernel_path(path):
         assert (ops.int8_gemm(a, packed, cs).long() == 255 * 127 * 65793).all()
+        assert (ops.int8_gemm(a // 2, packed, cs).long() == 127 * 127 * 65793).all()
 
 
 def test_int8_gemm_batch_dims_noncontiguous_and_empty():
@@ -212,6 +223,7 @@ LINEAR_CASES = [
     (torch.int8, 5, True, None, False, (0, 255), False),
     (torch.uint8, 128, False, 3, True, (128, 255), True),   # fused ReLU: qmin = out zero point
     (torch.int8, 0, False, 0, True, (-128, 127), False),
+    ("u8_7bit", 64, True, None, True, (0, 255), True),     # reduce_range activations
 ]
 
 
@@ -222,8 +234,10 @@ def test_int8_linear_matches_reference(path, case, rounding):
     path_or_skip(path)
     xdtype, zx, zw_per_channel, zw_value, has_bias, (qmin, qmax), per_channel_m = LINEAR_CASES[case]
     gen = torch.Generator().manual_seed(100 + case)
+    seven_bit = xdtype == "u8_7bit"
+    xdtype = torch.uint8 if seven_bit else xdtype
     for m_rows, n, k in [(1, 33, 70), (5, 17, 5), (19, 48, 129), (2, 1, 1)]:
-        x = _rand((m_rows, k), xdtype, gen)
+        x = _rand((m_rows, k), xdtype, gen, seven_bit)
         w = torch.randint(-127, 128, (n, k), dtype=torch.int8, generator=gen)
         zw = (torch.randint(-20, 20, (n,), dtype=torch.int32, generator=gen) if zw_per_channel
               else torch.tensor([zw_value], dtype=torch.int32))
@@ -246,8 +260,9 @@ def test_int8_linear_paths_equal_scalar_large_threaded(path):
     previous = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        for m_rows, n, k in [(64, 272, 200), (300, 20, 100), (1, 1024, 515)]:
-            x = _rand((m_rows, k), torch.uint8, gen)
+        for m_rows, n, k, seven_bit in [(64, 272, 200, False), (300, 20, 100, True), (1, 1024, 515, False),
+                                        (3, 1024, 515, True)]:
+            x = _rand((m_rows, k), torch.uint8, gen, seven_bit)
             w = torch.randint(-127, 128, (n, k), dtype=torch.int8, generator=gen)
             packed, cs = ops.int8_pack_weight(w)
             bias = torch.randint(-(2**16), 2**16, (n,), dtype=torch.int32, generator=gen)

@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "core/requantize.h"
@@ -52,6 +53,27 @@ inline int32_t load_quad(const uint8_t* p) {
   int32_t v;
   std::memcpy(&v, p, 4);
   return v;
+}
+
+// Adds the partial last quad (the K % 4 trailing k) of rows [m, m + mr) to a finished tile in
+// memory: out[i·ldt + c] += Σ_{j < K%4} a[m+i][4·(K/4) + j] · tail[4c + j], c < 16 (wrapping).
+// `tail` is the panel's tail quad in full-quad form (int8 or widened int16). kOffsetS8 adds 128 to
+// s8 activations, for kernels that run on a + 128 (VNNI). Kept out of the vector loops: merging a
+// tail step into a loop's register accumulators makes GCC copy every accumulator each iteration.
+template <GemmAType A, bool kOffsetS8 = false, typename W>
+void add_tail_quad(const GemmInt8Args& args, int64_t m, int64_t mr, const W* tail, int32_t* out, int64_t ldt) {
+  using AT = std::conditional_t<A == GemmAType::U8, uint8_t, int8_t>;
+  const int64_t full = args.k / kGemmKc, rest = args.k % kGemmKc;
+  for (int64_t i = 0; i < mr; ++i) {
+    const AT* a = static_cast<const AT*>(args.a) + (m + i) * args.lda + full * kGemmKc;
+    int32_t x[kGemmKc] = {0, 0, 0, 0};
+    for (int64_t j = 0; j < rest; ++j) x[j] = int32_t{a[j]} + (kOffsetS8 && A == GemmAType::S8 ? 128 : 0);
+    for (int64_t c = 0; c < kGemmNr; ++c) {
+      int32_t sum = 0;
+      for (int64_t j = 0; j < rest; ++j) sum += x[j] * int32_t{tail[c * kGemmKc + j]};
+      out[i * ldt + c] = wrap_add(out[i * ldt + c], sum);
+    }
+  }
 }
 
 // ---- epilogues: one output row of one micro-tile -------------------------------------------------

@@ -61,15 +61,6 @@ struct Avx512VnniTile8x32 {
       for (int pp = 0; pp < NP; ++pp) wrow[pp] = w + pp * panel_stride + q * 64;
       step(quad, wrow);
     }
-    if (rest != 0) {
-      int8_t tail[NP][kGemmNr * kGemmKc];
-      for (int pp = 0; pp < NP; ++pp) {
-        kernels::gemm_tail_quad(w + pp * panel_stride, args.k, tail[pp]);
-        wrow[pp] = tail[pp];
-      }
-      for (int64_t i = 0; i < kMr; ++i) quad[i] = load_partial_quad(rows[i] + 4 * full, rest);
-      step(quad, wrow);  // the padding weights are 0, whatever the padded activation bytes become
-    }
     for (int pp = 0; pp < NP; ++pp) {
       __m512i correction = _mm512_setzero_si512();
       if constexpr (A == GemmAType::S8) {
@@ -77,6 +68,14 @@ struct Avx512VnniTile8x32 {
       }
       for (int64_t i = 0; i < kMr; ++i) {
         _mm512_store_si512(out + i * kPanels * kGemmNr + pp * kGemmNr, _mm512_sub_epi32(acc[i][pp], correction));
+      }
+    }
+    if (rest != 0) {
+      // The offset correction above covers all K (colsum), so the tail runs on a + 128 too.
+      for (int pp = 0; pp < NP; ++pp) {
+        int8_t tail[kGemmNr * kGemmKc];
+        kernels::gemm_tail_quad(w + pp * panel_stride, args.k, tail);
+        add_tail_quad<A, /*kOffsetS8=*/true>(args, m, mr, tail, out + pp * kGemmNr, kPanels * kGemmNr);
       }
     }
   }
