@@ -189,8 +189,9 @@ def op_samples(seed=0) -> list[OpSample]:
         samples.append(OpSample(f"quantize_affine-{cid}-{rounding}", L.quantize_affine.default,
                                 (x.detach(), c.scale, c.zero_point, c.qmin, c.qmax, rounding, seed, 3 * i), {}))
         q = torch.randint(c.qmin, c.qmax + 1, x.shape, generator=gen).to(code_dtype(c.qmin, c.qmax))
-        samples.append(OpSample(f"dequantize_affine-{cid}", L.dequantize_affine.default,
-                                (q, c.scale, c.zero_point), {"dtype": dtype}))
+        if i % 2 == 0:
+            samples.append(OpSample(f"dequantize_affine-{cid}", L.dequantize_affine.default,
+                                    (q, c.scale, c.zero_point), {"dtype": dtype}))
     c = cases["per_channel_rows-s8-float32"]
     for enabled in (True, False):
         samples.append(OpSample(f"fake_quantize_affine-enabled={enabled}", L.fake_quantize_affine.default,
@@ -198,6 +199,8 @@ def op_samples(seed=0) -> list[OpSample]:
                                 {"enabled": torch.tensor(enabled)}))
     samples.append(OpSample("quantize_affine-int16_codes", L.quantize_affine.default,
                             (c.x, c.scale, torch.zeros_like(c.zero_point), -2048, 2047), {}))
+    samples.append(OpSample("fake_quantize_affine-empty", L.fake_quantize_affine.default,
+                            (torch.empty(0, 33, requires_grad=True), c.scale[:1], c.zero_point[:1], -8, 7), {}))
     samples.append(OpSample("dequantize_affine-int32_codes", L.dequantize_affine.default,
                             (torch.randint(-5000, 5000, (12, 33), dtype=torch.int32), c.scale,
                              torch.zeros_like(c.zero_point)), {}))

@@ -107,7 +107,8 @@ def test_dynamic_shapes_do_not_recompile(compile_counter):
 def test_mark_dynamic_two_shapes_one_compile(compile_counter):
     cnt = compile_counter()
 
-    def f(x, s, z):
+    def f(x, s, z, lo, hi):
+        L.observe_minmax_(x, lo, hi)
         return L.fake_quantize_affine(x, s, z, 0, 15, "floor", "integer") + 1
 
     compiled = torch.compile(f, backend=cnt, fullgraph=True)
@@ -115,7 +116,9 @@ def test_mark_dynamic_two_shapes_one_compile(compile_counter):
     for n in (64, 100, 3):
         x = torch.randn(n, 8)
         torch._dynamo.mark_dynamic(x, 0)
-        R.assert_same_bits(compiled(x, s, z), f(x, s, z), f"n={n}")
+        lo, hi = torch.full((1, 8), math.inf), torch.full((1, 8), -math.inf)
+        R.assert_same_bits(compiled(x, s, z, lo, hi), f(x, s, z, lo.clone(), hi.clone()), f"n={n}")
+        R.assert_same_bits(lo, x.amin(0, keepdim=True), f"n={n} observer")
     assert cnt.frame_count == 1
 
 

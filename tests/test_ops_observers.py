@@ -92,6 +92,12 @@ def test_moving_average_matches_torch(dtype, c):
         _same(hi, obs.max_val, f"c={c} max after batch {i}")
         _same(plo, pc.min_val, f"c={c} per-channel min after batch {i}")
         _same(phi, pc.max_val, f"c={c} per-channel max after batch {i}")
+        # ... and the qparams the observers derive from them (both default to quint8 affine).
+        for o, (a, b), (qmin, qmax) in ((obs, (lo, hi), (0, 255)), (pc, (plo, phi), (0, 255))):
+            t_scale, t_zp = o.calculate_qparams()
+            scale, zp = lowbit.ops.choose_qparams(a, b, qmin, qmax)
+            _same(scale.view(torch.int32), t_scale.view(torch.int32), f"c={c} scale after batch {i}")
+            _same(zp.long(), t_zp.long(), f"c={c} zero point after batch {i}")
 
 
 @pytest.mark.parametrize("per_channel", [False, True])

@@ -177,7 +177,7 @@ def test_minmax_observer_parity():
         if obs is None:
             continue
         symmetric = qscheme == torch.per_tensor_symmetric
-        lo, hi = _ranges(24, gen)
+        lo, hi = _ranges(12, gen)
         for i in range(lo.numel()):
             obs.reset_min_max_vals()
             obs(torch.stack([lo[i], hi[i]]))
@@ -185,7 +185,7 @@ def test_minmax_observer_parity():
                                          f"{dtype} {qscheme} rr={reduce_range} custom={custom} "
                                          f"[{lo[i].item()}, {hi[i].item()}]")
             checked += 1
-    assert checked > 2000 and deviating < checked // 4, (checked, deviating)
+    assert checked > 1000 and deviating < checked // 4, (checked, deviating)
 
 
 def test_per_channel_minmax_observer_parity():
@@ -293,6 +293,36 @@ def test_fbgemm_parity_per_channel(qrange, symmetric):
     for i in range(0, lo.numel(), 40):
         rs, rz = R.choose_qparams_fbgemm_ref(lo[i].item(), hi[i].item(), qmin, qmax, symmetric)
         assert (rs, rz) == (scale[i].item(), zp[i].item()), (lo[i].item(), hi[i].item())
+
+
+@pytest.mark.parametrize("qrange", [(-32768, 32767), (0, 65535), (-2048, 2047)], ids=str)
+def test_fbgemm_small_scale_zero_point_end(qrange):
+    """Tiny two-sided ranges of wide integer ranges go through the 6.1e-5 cutoff, after which the two
+    error estimates (FBGEMM's |q| + |end/s| vs ATen quant_utils' |q| - |end/s|) pick different ends
+    for ~0.2% of them, and those round differently. lowbit must follow torch 2.13 (FBGEMM's sums)."""
+    qmin, qmax = qrange
+    gen = torch.Generator().manual_seed(qmax)
+    n = 20000
+    lo = -torch.rand(n, generator=gen) * 10.0 ** torch.randint(-9, 0, (n,), generator=gen).float()
+    hi = torch.rand(n, generator=gen) * 10.0 ** torch.randint(-9, 1, (n,), generator=gen).float()
+    t_scale, t_zp = _fused_qparams(lo, hi, qmin, qmax, False, per_channel=True)
+    scale, zp = L.choose_qparams(lo, hi, qmin, qmax, False, "fbgemm")
+    assert torch.equal(_bits(scale), _bits(t_scale))
+    assert torch.equal(zp, t_zp), f"{int((zp != t_zp).sum())} zero points differ"
+
+
+@pytest.mark.parametrize("lo,hi,zp", [
+    (-4.07815079483953e-08, 0.0017818596679717302, -32767),     # the difference form gives -32766
+    (-2.7043306261020916e-08, 0.001184536493383348, -32767),    # -32766
+    (-0.0007222105050459504, 0.06533511728048325, -32052),      # -32051
+    (-0.00019167279242537916, 0.0003419526619836688, -9228),    # -9229
+    (-1.0376398677180987e-05, 1.70646171682165e-06, 23511),     # 23512
+])
+def test_fbgemm_zero_point_regressions(lo, hi, zp):
+    t_scale, t_zp = _fused_qparams(torch.tensor([lo]), torch.tensor([hi]), -32768, 32767, False, per_channel=True)
+    scale, ours = L.choose_qparams(torch.tensor([lo]), torch.tensor([hi]), -32768, 32767, False, "fbgemm")
+    assert t_zp.item() == zp == ours.item() and scale.item() == t_scale.item()
+    assert R.choose_qparams_fbgemm_ref(lo, hi, -32768, 32767, False)[1] == zp
 
 
 @pytest.mark.parametrize("symmetric", [False, True])
