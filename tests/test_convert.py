@@ -273,6 +273,9 @@ def test_float_islands_input_residual_and_skipped_layers():
     assert isinstance(converted.h, nn.Linear) and not isinstance(converted.h, IntLinear)
     assert sum(isinstance(m, Dequantize) for m in converted.modules()) == 1
     assert converted.float_nodes == ["add_1"]
+    with pytest.raises(ConversionError, match=r"strict=True\): these nodes read integer codes but run in float on "
+                                              r"dequantized values: add_1 \(call_function add\)"):
+        lowbit.convert(model, strict=True)
 
 
 class PoolingCNN(nn.Module):
@@ -500,6 +503,10 @@ def test_converted_model_compiles_and_exports():
     assert torch.equal(compiled(x), converted(x))
     exported = torch.export.export(converted, (x,))
     assert torch.equal(exported.module()(x), converted(x))
+    # The integer-simulation model exports too (its fake-quant switches become torch.where).
+    exported = torch.export.export(model.eval(), (x,))
+    with torch.no_grad():
+        assert torch.equal(exported.module()(x), converted(x))
     torch._dynamo.reset()
 
 

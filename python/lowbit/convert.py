@@ -622,7 +622,8 @@ def _check_calibrated(gm: fx.GraphModule, caller: str) -> None:
         raise ConversionError(f"{caller}: the model is not ready for conversion:\n  - " + "\n  - ".join(problems))
 
 
-def convert(model: nn.Module, *, requant_rounding: str = "double", use_kernels: bool = True) -> fx.GraphModule:
+def convert(model: nn.Module, *, requant_rounding: str = "double", use_kernels: bool = True,
+            strict: bool = False) -> fx.GraphModule:
     """An integer model from a calibrated or QAT-trained model (``lowbit.prepare_qat``).
 
     Integer codes flow between the converted layers (:mod:`lowbit.nn.integer`): ``Quantize`` at each
@@ -643,6 +644,9 @@ def convert(model: nn.Module, *, requant_rounding: str = "double", use_kernels: 
         use_kernels: run layers whose codes fit on the int8 GEMM ops (default); False keeps every
             layer on the reference route (exact float64 accumulation + ``lowbit.ops.requantize``).
             Both give the same integers.
+        strict: raise ConversionError naming every node that reads integer codes but runs in
+            float (on dequantized values), instead of converting with those float islands.
+            ``converted.float_nodes`` lists them either way.
 
     Raises ConversionError naming every layer or node it cannot convert (untraceable forward,
     weight-only or activation-only quantization, per-channel activations, per-group weights, a
@@ -667,7 +671,20 @@ def convert(model: nn.Module, *, requant_rounding: str = "double", use_kernels: 
     if not isinstance(use_kernels, bool):
         raise TypeError(f"{caller}: use_kernels must be a bool, got use_kernels={use_kernels!r}")
     _check_calibrated(gm, caller)
-    return _lower(gm.eval(), caller, use_kernels)
+    converted = _lower(gm.eval(), caller, use_kernels)
+    if strict and converted.float_nodes:
+        graph_nodes = {n.name: n for n in converted.graph.nodes}
+        described = [f"{name} ({_describe_node(graph_nodes[name])})" for name in converted.float_nodes]
+        raise ConversionError(f"{caller}(strict=True): these nodes read integer codes but run in float on dequantized "
+                              f"values: {', '.join(described)}")
+    return converted
+
+
+def _describe_node(node: fx.Node) -> str:
+    if node.op == "call_module":
+        return f"module {node.target}"
+    target = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", str(node.target))
+    return f"{node.op} {target}"
 
 
 def _lower(gm: fx.GraphModule, caller: str, use_kernels: bool) -> fx.GraphModule:
