@@ -325,6 +325,29 @@ def test_average_of_codes_rounds_half_away_from_zero():
     assert pool.codes(codes, z, 0, 255).tolist() == [11, 12, 9, 8, 128]
 
 
+def test_max_pools_without_integer_kernels_run_on_a_float_copy_of_the_codes():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = nn.Conv2d(2, 4, 3, padding=1)
+            self.amp = nn.AdaptiveMaxPool2d((3, 2))
+            self.fa, self.fb = nn.Linear(4 * 3 * 2, 3), nn.Linear(4 * 2, 3)
+
+        def forward(self, x):
+            h = self.c(x)
+            a = self.amp(h).flatten(1)
+            b = F.max_pool1d(h.flatten(2), 32)  # [B, 4, 2]
+            return self.fa(a) + self.fb(b.flatten(1))
+
+    torch.manual_seed(15)
+    model = lowbit.prepare_qat(Net(), weight=W8, activation=A8, simulation="integer")
+    calibrate(model, randn_batches((4, 2, 8, 8)))
+    converted = lowbit.convert(model)
+    assert converted.c.quantized_output and converted.float_nodes == []  # the pools run on codes
+    for x in randn_batches((4, 2, 8, 8), seed=3):
+        assert_exact(model, converted, x)
+
+
 def test_standalone_relu_and_float_add_stay_exact():
     class Net(nn.Module):
         def __init__(self):

@@ -53,6 +53,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import ops
+from ._registrations import code_dtype
 from .nn import _integer as I
 from .nn.integer import Dequantize, IntAdd, IntAvgPool, IntConv2d, IntLinear, IntReLU, Quantize
 from .nn.modules import QuantConv2d, QuantLinear
@@ -746,6 +747,8 @@ def _lower(gm: fx.GraphModule, caller: str, use_kernels: bool) -> fx.GraphModule
             if kind in ("same", "meta"):
                 if kind == "same":
                     grid[node] = grid[first]
+                    if _lacks_integer_kernel(node, m):
+                        _through_float32(graph, node, first, grid[first])
                 if m is not None:
                     new_modules[node.target] = copy.deepcopy(m)
                 continue
@@ -765,6 +768,27 @@ def _lower(gm: fx.GraphModule, caller: str, use_kernels: bool) -> fx.GraphModule
     converted._lowbit_converted = True
     converted.float_nodes = float_nodes
     return converted.eval()
+
+
+# Grid-preserving ops that PyTorch implements for floating-point tensors only: they run on a float32
+# copy of the codes (exact for codes of up to 24 bits) and convert back.
+_FLOAT_ONLY_MODULES = (nn.MaxPool1d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)
+_FLOAT_ONLY_FUNCTIONS = {F.max_pool1d, F.adaptive_max_pool1d, F.adaptive_max_pool2d, F.adaptive_max_pool3d}
+
+
+def _lacks_integer_kernel(node: fx.Node, module: Optional[nn.Module]) -> bool:
+    if node.op == "call_module":
+        return isinstance(module, _FLOAT_ONLY_MODULES)
+    return node.op == "call_function" and node.target in _FLOAT_ONLY_FUNCTIONS
+
+
+def _through_float32(graph: fx.Graph, node: fx.Node, codes: fx.Node, quantizer: Quantizer) -> None:
+    with graph.inserting_before(node):
+        as_float = graph.call_method("to", (codes, torch.float32))
+    node.replace_input_with(codes, as_float)
+    with graph.inserting_after(node):
+        back = graph.call_method("to", (node, code_dtype(quantizer.qmin, quantizer.qmax)))
+    node.replace_all_uses_with(back, delete_user_cb=lambda user: user is not back)
 
 
 def _fresh_key(taken: dict, gm: nn.Module, base: str) -> str:
