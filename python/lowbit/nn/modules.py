@@ -7,6 +7,11 @@ at scale ``s_in * s_w``). The output is not quantized here: the next quantized l
 as its input, which is what an integer pipeline needs (each layer's input scale), and a model's
 final output stays float.
 
+Integer simulation (``prepare_qat(..., simulation="integer")``, :mod:`lowbit.nn.simulation`)
+rewires the layers of a captured graph instead: ``input_quantizer`` becomes the producer's
+quantizer (read, not run), ``output_quantizer`` requantizes the output as the integer model does,
+and ``fused_activation`` clamps it. Those attributes are set by that wiring, not by hand.
+
 The layers subclass ``nn.Linear`` / ``nn.Conv2d``, so code that checks ``isinstance`` or reads
 ``weight``, ``in_features``, ``padding``... keeps working, and ``from_float`` keeps the original
 ``Parameter`` objects (an optimizer built before the swap still updates them).
