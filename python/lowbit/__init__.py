@@ -26,6 +26,7 @@ from .workflow import (  # noqa: E402
     named_quantizers,
     prepare_qat,
 )
+from .convert import ConversionError, SimulationReport, compare_simulation, convert  # noqa: E402
 
 __version__ = "0.1.0"
 
