@@ -7,6 +7,7 @@
 #include <string>
 
 #include "kernels/dispatch.h"
+#include "kernels/peak_probe.h"
 
 namespace py = pybind11;
 using lowbit::kernels::Isa;
@@ -54,6 +55,28 @@ PYBIND11_MODULE(_C, m) {
       throw py::value_error(e.what());
     }
   });
+  // ---- integer kernels (issue 5) ----
+  m.def("gemm_int8_kernel_name", [](bool signed_activations, bool requantize) {
+    const auto& k = lowbit::kernels::gemm_int8_kernels();
+    return std::string(k.names[signed_activations ? 1 : 0][requantize ? 1 : 0]);
+  });
+  // Measured instruction-throughput ceilings (ops/s, one core) for benchmark "% of peak" columns.
+  m.def("probe_peak", [](double seconds) {
+    lowbit::kernels::PeakProbe probe;
+    py::gil_scoped_release release;
+    if (lowbit::kernels::isa_supported(Isa::Avx2)) lowbit::kernels::probe_peak_avx2(seconds, &probe);
+    if (lowbit::kernels::cpu_features().avx512vnni && lowbit::kernels::isa_supported(Isa::Avx512)) {
+      lowbit::kernels::probe_peak_avx512vnni(seconds, &probe);
+    }
+    py::gil_scoped_acquire acquire;
+    py::dict d;
+    d["int8_madd16"] = probe.int8_madd16_ops;
+    d["int8_maddubs"] = probe.int8_maddubs_ops;
+    d["int8_vnni"] = probe.int8_vnni_ops;
+    d["fp32_fma"] = probe.fp32_fma_ops;
+    return d;
+  });
+  // ---- end integer kernels ----
   m.attr("torch_version") = LOWBIT_TORCH_VERSION;
   m.attr("compiler") = LOWBIT_COMPILER;
   m.attr("cplusplus") = static_cast<long>(__cplusplus);

@@ -193,9 +193,10 @@ def ste_mask_ref(x, scale, zero_point, qmin, qmax, rounding="half_even", ste="in
 
 def fake_quantize_backward_ref(grad, x, scale, zero_point, qmin, qmax, rounding="half_even", ste="integer",
                                seed=0, offset=0):
-    """``dx = dy · mask`` as a select: masked entries are +0 (never NaN, whatever dy holds)."""
+    """``dx = dy · mask`` as a multiply (torch's convention): a masked negative dy gives -0 and a
+    masked non-finite dy gives NaN."""
     mask = ste_mask_ref(x, scale, zero_point, qmin, qmax, rounding, ste, seed, offset)
-    return torch.where(mask, grad, torch.zeros((), dtype=grad.dtype))
+    return grad * mask.to(grad.dtype)
 
 
 def quantize_ref(x, scale, zero_point, qmin, qmax, rounding="half_even", seed=0, offset=0):

@@ -227,10 +227,13 @@ def test_non_finite_contract(dtype):
         assert dx.tolist() == [0, 0, 0, 1], ste
     dx = L.fake_quantize_affine_backward(torch.ones(4, dtype=dtype), x.detach(), s, z, -8, 7, "half_even", "identity")
     assert dx.tolist() == [1, 1, 1, 1]
-    # Masked gradient entries are exactly zero even when the incoming gradient is Inf or NaN.
+    # Masked entries are dy * 0, as in torch's backward: a non-finite incoming gradient stays
+    # visible (NaN) instead of being silently zeroed; a masked negative dy gives -0.
     g = torch.tensor([math.inf, math.nan, -math.inf, 2.0], dtype=dtype)
     dx = L.fake_quantize_affine_backward(g, x.detach(), s, z, -8, 7)
-    assert dx.tolist() == [0, 0, 0, 2]
+    assert torch.isnan(dx[:3]).all() and dx[3].item() == 2
+    dx = L.fake_quantize_affine_backward(-torch.ones(4, dtype=dtype), x.detach(), s, z, -8, 7)
+    assert torch.signbit(dx[:3]).all() and (dx[:3] == 0).all()
 
 
 def test_finite_inputs_never_give_nan():

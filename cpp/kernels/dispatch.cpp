@@ -10,4 +10,21 @@ const AffineKernels& affine_kernels(Isa isa) {
   return kTables[static_cast<int>(isa)]();
 }
 
+// ---- integer kernels (issue 5: requantization, int8 GEMM) ----------------------------------
+const RequantKernels& requant_kernels(Isa isa) {
+  using Getter = const RequantKernels& (*)();
+  static constexpr Getter kTables[kNumIsas] = {&requant_kernels_scalar, &requant_kernels_avx2,
+                                               &requant_kernels_avx512};
+  return kTables[static_cast<int>(isa)]();
+}
+
+const GemmInt8Kernels& gemm_int8_kernels(Isa isa) {
+  switch (isa) {
+    case Isa::Scalar: return gemm_int8_kernels_scalar();
+    case Isa::Avx2: return gemm_int8_kernels_avx2();
+    case Isa::Avx512: return cpu_features().avx512vnni ? gemm_int8_kernels_avx512vnni() : gemm_int8_kernels_avx2();
+  }
+  return gemm_int8_kernels_scalar();
+}
+
 }  // namespace lowbit::kernels

@@ -7,6 +7,8 @@
 #include <string>
 
 #include "kernels/affine_kernels.h"
+#include "kernels/gemm_int8.h"
+#include "kernels/requant_kernels.h"
 
 namespace lowbit::kernels {
 
@@ -35,5 +37,13 @@ void set_active_isa(Isa isa);
 
 const AffineKernels& affine_kernels(Isa isa);
 inline const AffineKernels& affine_kernels() { return affine_kernels(active_isa()); }
+
+// ---- integer kernels (issue 5: requantization, int8 GEMM) ----------------------------------
+const RequantKernels& requant_kernels(Isa isa);
+inline const RequantKernels& requant_kernels() { return requant_kernels(active_isa()); }
+// The avx512 path runs the VNNI GEMM when the CPU has AVX512-VNNI and the AVX2 GEMM otherwise
+// (AVX-512 F/BW without VNNI has no exact u8·s8 dot product faster than the AVX2 one).
+const GemmInt8Kernels& gemm_int8_kernels(Isa isa);
+inline const GemmInt8Kernels& gemm_int8_kernels() { return gemm_int8_kernels(active_isa()); }
 
 }  // namespace lowbit::kernels

@@ -41,6 +41,26 @@ TORCH_LIBRARY(lowbit, m) {
       "observe_moving_average_minmax_(Tensor x, Tensor(a!) min_val, Tensor(b!) max_val, "
       "float averaging_constant=0.01, Tensor? enabled=None) -> ()",
       tags);
+
+  // ---- integer inference (issue 5): requantization, int8 GEMM ---------------------------------
+  // Fixed-point requantization of METHODS §9 (TFLite convention): real ≈ multiplier·2^(shift-31).
+  // rounding: "double" (gemmlowp/TFLite default) | "single" (TFLITE_SINGLE_ROUNDING).
+  m.def("quantize_multiplier(Tensor real_multiplier, str rounding=\"double\") -> (Tensor, Tensor)", tags);
+  m.def(
+      "requantize(Tensor acc, Tensor multiplier, Tensor shift, Tensor zero_point, int qmin, int qmax, "
+      "str rounding=\"double\") -> Tensor",
+      tags);
+  // int8 GEMM (cpp/kernels/gemm_int8.h): weights packed once into 16-channel panels of k quads;
+  // activations u8 or s8; exact int32 accumulation; int8_linear fuses zero-point folding, bias
+  // and requantization into the epilogue.
+  m.def("int8_pack_weight(Tensor weight) -> (Tensor, Tensor)", tags);
+  m.def("int8_unpack_weight(Tensor packed_weight, int n, int k) -> Tensor", tags);
+  m.def("int8_gemm(Tensor a, Tensor packed_weight, Tensor weight_col_sums) -> Tensor", tags);
+  m.def(
+      "int8_linear(Tensor x, Tensor packed_weight, Tensor weight_col_sums, Tensor? bias, Tensor x_zero_point, "
+      "Tensor weight_zero_point, Tensor multiplier, Tensor shift, Tensor out_zero_point, int qmin, int qmax, "
+      "str rounding=\"double\") -> Tensor",
+      tags);
 }
 
 // ---- estimators: learnable and soft gradient estimators (issue 4) ----------------------------

@@ -31,6 +31,8 @@ from . import learnable_quantizers  # noqa: E402
 from .learnable_quantizers import set_sigmoid_temperature  # noqa: E402
 # ---- end estimators ----
 
+from .convert import ConversionError, SimulationReport, compare_simulation, convert  # noqa: E402
+
 __version__ = "0.1.0"
 
 

@@ -579,3 +579,120 @@ def sigmoid_thresholds(levels: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"sigmoid_thresholds: levels must be 1-D with >= 2 values, got shape {tuple(levels.shape)}")
     return 0.5 * (levels[1:] + levels[:-1])
 # ==== end estimators ============================================================================
+# ---- integer inference (issue 5): requantization, int8 GEMM -------------------------------------
+
+REQUANT_ROUNDINGS = ("double", "single")
+__all__ += ["REQUANT_ROUNDINGS", "quantize_multiplier", "requantize"]
+
+
+def quantize_multiplier(real_multiplier, *, rounding: str = "double") -> tuple[torch.Tensor, torch.Tensor]:
+    """Fixed-point form of a real multiplier, elementwise: ``(multiplier int32, shift int32)``.
+
+    TFLite's ``QuantizeMultiplier`` (METHODS §9.1): ``real ≈ multiplier · 2^(shift - 31)`` with
+    ``multiplier`` in ``[2^30, 2^31)`` (a Q31 mantissa, rounded half away from zero) or 0 for a
+    zero or tiny (``< 2^-32``) real. ``shift <= 0`` means a right shift. With ``rounding="single"``
+    (``TFLITE_SINGLE_ROUNDING``) shifts above 30 are clamped to ``(2^31 - 1, 30)`` as TFLite does.
+
+    Args:
+        real_multiplier: float64 tensor (float32 is widened exactly), or a Python float; every
+            element finite, ``>= 0`` and below 2^31. For a layer ``M = S_in · S_w / S_out``
+            computed in float64 (TFLite: ``double(S_in) * double(S_w) / double(S_out)``).
+        rounding: ``"double"`` or ``"single"``, the variant ``requantize`` will run.
+    """
+    if not isinstance(real_multiplier, torch.Tensor):
+        real_multiplier = torch.tensor(real_multiplier, dtype=torch.float64)
+    return torch.ops.lowbit.quantize_multiplier(real_multiplier, rounding)
+
+
+def requantize(acc: torch.Tensor, multiplier: torch.Tensor, shift: torch.Tensor, zero_point, qmin: int, qmax: int,
+               *, rounding: str = "double") -> torch.Tensor:
+    """Integer codes ``clamp(zero_point + MultiplyByQuantizedMultiplier(acc, multiplier, shift), qmin, qmax)``.
+
+    The fixed-point requantization of integer-only inference (Jacob et al. 2018; gemmlowp; TFLite),
+    bit-exact on every kernel path. ``[qmin, qmax]`` also expresses a fused ReLU
+    (``qmin = zero_point``) or ReLU6.
+
+    Args:
+        acc: int32 accumulators, any shape.
+        multiplier, shift: int32 tensors of one shape (as :func:`quantize_multiplier` returns). Their
+            shape sets the granularity like ``scale`` does elsewhere: left-padded with ones to
+            ``acc.dim()`` it must divide ``acc.shape``; ``[1]`` is per-tensor, ``[N]`` per output
+            channel of a ``[M, N]`` GEMM result, ``[1, C, 1, 1]`` per channel of NCHW.
+        zero_point: integer tensor of ``multiplier``'s shape or with one element (or an int); inside
+            ``[qmin, qmax]``.
+        qmin, qmax: output range inside int32; the output dtype is the smallest of uint8, int8,
+            int16, int32 that holds it.
+        rounding: ``"double"`` (default; SRDHM rounding half toward +inf, then a rounding right
+            shift, half away from zero) or ``"single"`` (one rounding of the exact 64-bit product,
+            half toward +inf). They differ on some inputs, e.g. acc=5, M=0.25: 2 vs 1.
+    """
+    zero_point = _as_param(zero_point, torch.int32, acc, "zero_point")
+    return torch.ops.lowbit.requantize(acc, multiplier, shift, zero_point, qmin, qmax, rounding)
+
+__all__ += ["int8_pack_weight", "int8_unpack_weight", "int8_gemm", "int8_linear", "int8_gemm_kernel_name"]
+
+
+def int8_pack_weight(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pack an int8 weight ``[N, K]`` (``[out_features, in_features]``) once for the int8 GEMM.
+
+    Returns ``(packed_weight, weight_col_sums)``: ``packed_weight`` is int8 of shape
+    ``[ceil(N/16), K, 16]``, an opaque blob of 16-channel panels with k in quads of 4 (layout in
+    ``cpp/kernels/gemm_int8.h``; the same on every kernel path, so a packed weight can be saved and
+    loaded anywhere; its shape carries K exactly, so a mismatched input is an error) and
+    ``weight_col_sums`` is int32 ``[N]`` with ``Σ_k weight[n, k]`` (for zero-point folding). Keep
+    both as module buffers; :func:`int8_unpack_weight` inverts the packing exactly.
+    """
+    return torch.ops.lowbit.int8_pack_weight(weight)
+
+
+def int8_unpack_weight(packed_weight: torch.Tensor, n: int, k: int) -> torch.Tensor:
+    """The int8 ``[n, k]`` weight that :func:`int8_pack_weight` packed into ``packed_weight``."""
+    return torch.ops.lowbit.int8_unpack_weight(packed_weight, n, k)
+
+
+def int8_gemm(a: torch.Tensor, packed_weight: torch.Tensor, weight_col_sums: torch.Tensor) -> torch.Tensor:
+    """Exact integer product ``a @ weight.T`` in int32: ``out[..., n] = Σ_k a[..., k] · weight[n, k]``.
+
+    ``a`` holds uint8 or int8 codes of shape ``[..., K]``; zero points are not applied (see
+    :func:`int8_linear`). Exact by construction: ``K`` is limited to 65793 for uint8 and 131071
+    for int8 activations, where the worst-case sum still fits in int32 (larger ``K`` is an error).
+    """
+    return torch.ops.lowbit.int8_gemm(a, packed_weight, weight_col_sums)
+
+
+def int8_linear(x: torch.Tensor, packed_weight: torch.Tensor, weight_col_sums: torch.Tensor,
+                bias: Optional[torch.Tensor], x_zero_point, weight_zero_point, multiplier: torch.Tensor,
+                shift: torch.Tensor, out_zero_point, qmin: int, qmax: int, *, rounding: str = "double") -> torch.Tensor:
+    """Quantized linear layer on integer codes, requantization fused into the GEMM epilogue.
+
+    ``out = clamp(z_out + MBQM(Σ_k (x - z_x)(w - z_w[n]) + bias[n], multiplier[n], shift[n]), qmin, qmax)``
+    with ``MBQM`` the fixed-point multiply of :func:`requantize` (``rounding`` ``"double"`` or
+    ``"single"``), evaluated exactly in int32: the zero-point terms are folded into one int32 per
+    output channel (``bias - z_x·Σ_k w + K·z_x·z_w``), and ``z_w·Σ_k x`` per row is only computed
+    when some weight zero point is nonzero. Bit-exact on every kernel path.
+
+    Args:
+        x: uint8 or int8 activation codes ``[..., K]``.
+        packed_weight, weight_col_sums: from :func:`int8_pack_weight` of the int8 weight ``[N, K]``.
+        bias: int32 ``[N]`` at scale ``x_scale · w_scale`` with zero point 0 (TFLite convention), or None.
+        x_zero_point, out_zero_point: one element each (tensor or int).
+        weight_zero_point: one element or ``[N]`` (int8 range; 0 for symmetric weights).
+        multiplier, shift: int32, one element or ``[N]``, from :func:`quantize_multiplier` of
+            ``x_scale · w_scale[n] / out_scale`` (float64).
+        qmin, qmax: output range, inside uint8 (uint8 output) or int8 (int8 output); a fused ReLU
+            is ``qmin = out_zero_point``.
+
+    Raises if the worst-case accumulator for these dtypes, zero points and ``K`` could exceed int32.
+    """
+    x_zero_point = _as_param(x_zero_point, torch.int32, x, "x_zero_point")
+    weight_zero_point = _as_param(weight_zero_point, torch.int32, x, "weight_zero_point")
+    out_zero_point = _as_param(out_zero_point, torch.int32, x, "out_zero_point")
+    return torch.ops.lowbit.int8_linear(x, packed_weight, weight_col_sums, bias, x_zero_point, weight_zero_point,
+                                        multiplier, shift, out_zero_point, qmin, qmax, rounding)
+
+
+def int8_gemm_kernel_name(activation_dtype: torch.dtype = torch.uint8, epilogue: str = "rq") -> str:
+    """XNNPACK-style name of the GEMM kernel the active path runs, e.g. ``qu8s8_gemm_rq_2x16c4__avx2``."""
+    from . import _C
+
+    return _C.gemm_int8_kernel_name(activation_dtype == torch.int8, epilogue == "rq")

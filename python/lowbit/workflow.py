@@ -29,6 +29,7 @@ __all__ = ["prepare_qat", "named_quantizers", "enable_observer", "disable_observ
 QAT_MODULE_MAP: dict[type, type] = {nn.Linear: QuantLinear, nn.Conv2d: QuantConv2d}
 
 Patterns = Union[str, Iterable[str], None]
+SIMULATIONS = ("float", "integer")
 
 
 def _patterns(value: Patterns, name: str) -> Optional[list[str]]:
@@ -46,7 +47,8 @@ def _patterns(value: Patterns, name: str) -> Optional[list[str]]:
 
 
 def prepare_qat(model: nn.Module, *, weight: Optional[QuantSpec] = None, activation: Optional[QuantSpec] = None,
-                include: Patterns = None, skip: Patterns = None) -> nn.Module:
+                include: Patterns = None, skip: Patterns = None, simulation: str = "float",
+                requant_rounding: str = "double") -> nn.Module:
     """Swap every ``nn.Linear`` / ``nn.Conv2d`` of ``model`` for its quantization-aware version, in place.
 
     Each swapped layer quantizes its weight with ``weight`` and its input with ``activation``
@@ -66,6 +68,22 @@ def prepare_qat(model: nn.Module, *, weight: Optional[QuantSpec] = None, activat
     A pattern that matches no Linear/Conv2d warns. A module registered under several names is
     swapped if any of its names is selected, everywhere it appears.
 
+    Args:
+        simulation: ``"float"`` (default): each layer fake-quantizes its input and weight and runs
+            the float op (what torch.ao QAT does); the model is modified in place. ``"integer"``:
+            the forward pass is *integer-exact*: every layer computes what the converted integer
+            model computes (codes, int32 bias at scale ``S_x·S_w``, exact integer accumulation,
+            fixed-point requantization to its output quantizer, fused ReLU/ReLU6 as a clamp),
+            with straight-through gradients, so after calibration ``lowbit.convert(model)(x)``
+            equals ``model.eval()(x)`` bit for bit. It captures the model's graph with torch.fx
+            (see :mod:`lowbit.convert`: each tensor between integer operations gets one quantizer,
+            owned by its producer; residual adds become ``QuantAdd``) and returns a
+            ``torch.fx.GraphModule`` sharing the model's parameters: use the returned model.
+            Needs per-tensor ``activation``; layers run about twice the float cost in training
+            (the float simulation supplies the gradients and the output observations).
+        requant_rounding: the fixed-point rounding of integer simulation (``"double"``, TFLite's
+            default, or ``"single"``, ruy's / TFLITE_SINGLE_ROUNDING).
+
     Quantizers observe ranges only in training mode, so train (or run calibration batches with
     the quantizers in training mode) before evaluating: a never-observed quantizer uses scale 1.
 
@@ -73,7 +91,8 @@ def prepare_qat(model: nn.Module, *, weight: Optional[QuantSpec] = None, activat
     ...): load float checkpoints before ``prepare_qat``, QAT checkpoints after it.
 
     Returns:
-        ``model`` (or, when ``model`` itself is a Linear/Conv2d, the new quantized layer).
+        ``model`` (or, when ``model`` itself is a Linear/Conv2d, the new quantized layer); with
+        ``simulation="integer"`` a new ``torch.fx.GraphModule``.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"prepare_qat: model must be an nn.Module, got model={type(model).__name__}")
@@ -82,6 +101,13 @@ def prepare_qat(model: nn.Module, *, weight: Optional[QuantSpec] = None, activat
             raise TypeError(f"prepare_qat: {name} must be a lowbit.QuantSpec or None, got {name}={spec!r}")
     if weight is None and activation is None:
         raise ValueError("prepare_qat: nothing to quantize: pass weight= and/or activation= (both are None)")
+    if simulation not in SIMULATIONS:
+        raise ValueError(f"prepare_qat: simulation must be one of {', '.join(map(repr, SIMULATIONS))}, got "
+                         f"simulation={simulation!r}")
+    if simulation == "integer":
+        from .convert import check_integer_simulation_args
+
+        check_integer_simulation_args(weight, activation, requant_rounding, "prepare_qat")
     include_patterns = _patterns(include, "include")
     skip_patterns = _patterns(skip, "skip")
 
@@ -116,11 +142,17 @@ def prepare_qat(model: nn.Module, *, weight: Optional[QuantSpec] = None, activat
     swapped = {mid: QAT_MODULE_MAP[type(candidates[mid])].from_float(
         candidates[mid], weight_spec=weight, activation_spec=activation) for mid in selected}
     if id(model) in swapped:
-        return swapped[id(model)]
-    for parent in model.modules():
-        for child_name, child in list(parent._modules.items()):
-            if child is not None and id(child) in swapped:
-                setattr(parent, child_name, swapped[id(child)])
+        model = swapped[id(model)]
+    else:
+        for parent in model.modules():
+            for child_name, child in list(parent._modules.items()):
+                if child is not None and id(child) in swapped:
+                    setattr(parent, child_name, swapped[id(child)])
+    if simulation == "integer":
+        from .convert import prepare_integer_simulation
+
+        return prepare_integer_simulation(model, activation=activation, requant_rounding=requant_rounding,
+                                          caller="prepare_qat")
     return model
 
 

@@ -519,7 +519,7 @@ TEST_CASE("kernels: the scalar table is the cpp/core formula", "[kernels][scalar
       for (size_t i = 0; i < x.size(); ++i) {
         const float qf = lowbit::affine_code_unclamped(x[i], p, kRoundings[r]);
         if (!same_elem(y[i], lowbit::fake_quantize_from_code(qf, p)) ||
-            !same_elem(dx[i], lowbit::ste_integer_mask(qf, p) ? dy[i] : 0.0f) ||
+            !same_elem(dx[i], lowbit::ste_apply(dy[i], lowbit::ste_integer_mask(qf, p))) ||
             q[i] != lowbit::affine_code_to_int(qf, p)) {
           FAIL(ps.name << " " << kRoundingNames[r] << " x = " << describe(x[i]) << ": y " << describe(y[i])
                        << ", dx " << describe(dx[i]) << ", q " << q[i] << " differ from the core formula");
@@ -529,7 +529,7 @@ TEST_CASE("kernels: the scalar table is the cpp/core formula", "[kernels][scalar
     std::vector<float> dx(x.size());
     ref.fake_quantize_backward_real[f32](x.data(), dy.data(), dx.data(), n, p);
     for (size_t i = 0; i < x.size(); ++i) {
-      if (!same_elem(dx[i], lowbit::ste_real_mask(x[i], p) ? dy[i] : 0.0f)) {
+      if (!same_elem(dx[i], lowbit::ste_apply(dy[i], lowbit::ste_real_mask(x[i], p)))) {
         FAIL(ps.name << " backward_real x = " << describe(x[i]) << ": dx " << describe(dx[i]));
       }
     }
@@ -609,7 +609,7 @@ void check_stochastic(const ParamSet& ps, uint64_t seed, uint64_t counter0) {
     const float u = lowbit::stochastic_uniform(seed, counter0 + i);
     const float qf = lowbit::affine_code_unclamped_stochastic(to_float(x[i]), p, u);
     if (!same_elem(y[i], from_float<T>(lowbit::fake_quantize_from_code(qf, p))) ||
-        !same_elem(dx[i], lowbit::ste_integer_mask(qf, p) ? dy[i] : from_float<T>(0.0f)) ||
+        !same_elem(dx[i], from_float<T>(lowbit::ste_apply(to_float(dy[i]), lowbit::ste_integer_mask(qf, p)))) ||
         q[i] != lowbit::affine_code_to_int(qf, p)) {
       FAIL("element " << i << " x = " << show(x[i]) << ": y " << show(y[i]) << ", dx " << show(dx[i]) << ", q "
                       << q[i] << " differ from the core formula (u = " << describe(u) << ")");

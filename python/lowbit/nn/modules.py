@@ -7,6 +7,11 @@ at scale ``s_in * s_w``). The output is not quantized here: the next quantized l
 as its input, which is what an integer pipeline needs (each layer's input scale), and a model's
 final output stays float.
 
+Integer simulation (``prepare_qat(..., simulation="integer")``, :mod:`lowbit.nn.simulation`)
+rewires the layers of a captured graph instead: ``input_quantizer`` becomes the producer's
+quantizer (read, not run), ``output_quantizer`` requantizes the output as the integer model does,
+and ``fused_activation`` clamps it. Those attributes are set by that wiring, not by hand.
+
 The layers subclass ``nn.Linear`` / ``nn.Conv2d``, so code that checks ``isinstance`` or reads
 ``weight``, ``in_features``, ``padding``... keeps working, and ``from_float`` keeps the original
 ``Parameter`` objects (an optimizer built before the swap still updates them).
@@ -21,6 +26,7 @@ from torch import nn
 
 from ..quantizers import Quantizer, make_quantizer
 from ..spec import QuantSpec
+from .simulation import integer_layer_forward
 
 __all__ = ["QuantLinear", "QuantConv2d"]
 
@@ -57,6 +63,14 @@ def _copy_hooks(src: nn.Module, dst: nn.Module) -> None:
 class _QuantLayerMixin:
     weight_quantizer: Optional[Quantizer]
     input_quantizer: Optional[Quantizer]
+    # Integer simulation (lowbit.nn.simulation), set by prepare_qat(..., simulation="integer"):
+    # the input quantizer is then the producer's (shared, never run here), the output is
+    # requantized to output_quantizer's grid (None: float from the exact accumulator) and the
+    # fused activation ("relu" / "relu6") is a clamp on the output codes.
+    simulation: str
+    output_quantizer: Optional[Quantizer]
+    fused_activation: Optional[str]
+    requant_rounding: str
 
     def _attach_quantizers(self, weight_spec, activation_spec, activation_shape) -> None:
         device = self.weight.device
@@ -64,6 +78,17 @@ class _QuantLayerMixin:
                                  else make_quantizer(weight_spec, tuple(self.weight.shape), device=device))
         self.input_quantizer = (None if activation_spec is None
                                 else make_quantizer(activation_spec, activation_shape, device=device))
+        self.simulation = "float"
+        self.register_module("output_quantizer", None)
+        self.fused_activation = None
+        self.requant_rounding = "double"
+
+    def _simulation_repr(self) -> str:
+        if self.simulation == "float":
+            return ""
+        act = f", fused_activation={self.fused_activation}" if self.fused_activation else ""
+        out = "" if self.output_quantizer is not None else ", float output"
+        return f", simulation=integer(requant_rounding={self.requant_rounding}{act}{out})"
 
     def _quantized_weight(self) -> torch.Tensor:
         return self.weight if self.weight_quantizer is None else self.weight_quantizer(self.weight)
@@ -111,7 +136,12 @@ class QuantLinear(_QuantLayerMixin, nn.Linear):
         return new.train(module.training)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.simulation == "integer":
+            return integer_layer_forward(self, x, conv=False)
         return nn.functional.linear(self._quantized_input(x), self._quantized_weight(), self.bias)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + self._simulation_repr()
 
 
 class QuantConv2d(_QuantLayerMixin, nn.Conv2d):
@@ -159,4 +189,9 @@ class QuantConv2d(_QuantLayerMixin, nn.Conv2d):
         return new.train(module.training)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.simulation == "integer":
+            return integer_layer_forward(self, x, conv=True)
         return self._conv_forward(self._quantized_input(x), self._quantized_weight(), self.bias)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + self._simulation_repr()

@@ -1,0 +1,198 @@
+// The int8 GEMM driver and epilogues, written once over a micro-kernel type U and an int32 vector
+// type VI (simd_int_*.h). Included by exactly one translation unit per ISA, after that TU's
+// micro-kernel; everything lands in the TU's ISA namespace.
+//
+// A micro-kernel U provides
+//   kMr, kPanels                 rows and 16-channel panels per micro-tile
+//   kName                        XNNPACK-style tile/ISA suffix, e.g. "2x16c4__avx2"
+//   scratch_elems(quads)         int16 scratch per panel group (0 if it reads the packed bytes);
+//                                quads = ceil(K/4), the tail quad included
+//   prepare(args, p, np, scratch) -> const void*   the B operand of panels [p, p + np)
+//   tile<A>(args, m, mr, b, np, p, out)            out[i][c] = Σ_k a[m+i][k]·W[16p+c][k] exactly
+//                                                   (mod 2^32) for i < mr, c < 16·np
+// and the driver here loops over panels and row tiles and applies the epilogue. The driver is the
+// same for every ISA, so the scalar instantiation tests the loop structure the SIMD paths run.
+#pragma once
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+#include <vector>
+
+#include "core/requantize.h"
+#include "kernels/gemm_int8.h"
+
+namespace lowbit {
+LOWBIT_ISA_BEGIN
+namespace gemm_impl {
+
+using kernels::GemmAType;
+using kernels::GemmEpilogue;
+using kernels::GemmInt8Args;
+using kernels::GemmOutType;
+using kernels::kGemmKc;
+using kernels::kGemmNr;
+
+inline int32_t wrap_add(int32_t a, int32_t b) {
+  return static_cast<int32_t>(static_cast<uint32_t>(a) + static_cast<uint32_t>(b));
+}
+inline int32_t wrap_mul(int32_t a, int32_t b) {
+  return static_cast<int32_t>(static_cast<uint32_t>(a) * static_cast<uint32_t>(b));
+}
+
+// Loads the last, partial quad of a row (1..3 valid bytes) zero-padded: never reads past K.
+inline int32_t load_partial_quad(const uint8_t* p, int64_t valid) {
+  uint8_t bytes[4] = {0, 0, 0, 0};
+  std::memcpy(bytes, p, static_cast<size_t>(valid));
+  int32_t v;
+  std::memcpy(&v, bytes, 4);
+  return v;
+}
+
+inline int32_t load_quad(const uint8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+// Adds the partial last quad (the K % 4 trailing k) of rows [m, m + mr) to a finished tile in
+// memory: out[i·ldt + c] += Σ_{j < K%4} a[m+i][4·(K/4) + j] · tail[4c + j], c < 16 (wrapping).
+// `tail` is the panel's tail quad in full-quad form (int8 or widened int16). kOffsetS8 adds 128 to
+// s8 activations, for kernels that run on a + 128 (VNNI). Kept out of the vector loops: merging a
+// tail step into a loop's register accumulators makes GCC copy every accumulator each iteration.
+template <GemmAType A, bool kOffsetS8 = false, typename W>
+void add_tail_quad(const GemmInt8Args& args, int64_t m, int64_t mr, const W* tail, int32_t* out, int64_t ldt) {
+  using AT = std::conditional_t<A == GemmAType::U8, uint8_t, int8_t>;
+  const int64_t full = args.k / kGemmKc, rest = args.k % kGemmKc;
+  for (int64_t i = 0; i < mr; ++i) {
+    const AT* a = static_cast<const AT*>(args.a) + (m + i) * args.lda + full * kGemmKc;
+    int32_t x[kGemmKc] = {0, 0, 0, 0};
+    for (int64_t j = 0; j < rest; ++j) x[j] = int32_t{a[j]} + (kOffsetS8 && A == GemmAType::S8 ? 128 : 0);
+    for (int64_t c = 0; c < kGemmNr; ++c) {
+      int32_t sum = 0;
+      for (int64_t j = 0; j < rest; ++j) sum += x[j] * int32_t{tail[c * kGemmKc + j]};
+      out[i * ldt + c] = wrap_add(out[i * ldt + c], sum);
+    }
+  }
+}
+
+// ---- epilogues: one output row of one micro-tile -------------------------------------------------
+
+// The folded accumulator of column n: Σ a·w + bias[n] - wzp[n]·rowsum, all wrapping int32 (exact
+// when the true value fits, which int8_linear checks).
+template <typename VI, RequantRounding R, typename Out>
+void requantize_row(const int32_t* tile_row, int64_t ncols, int64_t n0, const GemmInt8Args& a, int64_t row,
+                    Out* out) {
+  const int32_t* bias = a.bias + n0;
+  const int32_t* mult = a.multiplier + n0;
+  const int32_t* shift = a.shift + n0;
+  const int32_t* wzp = a.w_zero_point + n0;
+  const bool asymmetric_w = a.row_sums != nullptr;
+  const int32_t row_sum = asymmetric_w ? a.row_sums[row] : 0;
+  const int32_t zo = a.out_zero_point;
+  const int32_t lo = static_cast<int32_t>(std::max<int64_t>(int64_t{a.qmin} - zo, kInt32Min));
+  const int32_t hi = static_cast<int32_t>(std::min<int64_t>(int64_t{a.qmax} - zo, kInt32Max));
+  int64_t j = 0;
+  if constexpr (VI::kLanes > 1) {
+    const auto vlo = VI::set1(lo), vhi = VI::set1(hi), vzo = VI::set1(zo), vrs = VI::set1(row_sum);
+    for (; j + VI::kLanes <= ncols; j += VI::kLanes) {
+      auto v = VI::add(VI::load(tile_row + j), VI::load(bias + j));
+      if (asymmetric_w) v = VI::sub(v, VI::mullo(VI::load(wzp + j), vrs));
+      typename VI::I r;
+      if constexpr (R == RequantRounding::Double) {
+        r = VI::mbqm_double(v, VI::load(mult + j), VI::load(shift + j));
+      } else {
+        r = VI::mbqm_single(v, VI::load(mult + j), VI::load(shift + j));
+      }
+      VI::store_narrow(out + j, VI::add(VI::min(VI::max(r, vlo), vhi), vzo));
+    }
+  }
+  for (; j < ncols; ++j) {
+    int32_t v = wrap_add(tile_row[j], bias[j]);
+    if (asymmetric_w) v = wrap_add(v, -wrap_mul(wzp[j], row_sum));
+    out[j] = static_cast<Out>(requantize_one(v, mult[j], shift[j], zo, a.qmin, a.qmax, R));
+  }
+}
+
+using RowEpilogueFn = void (*)(const int32_t* tile_row, int64_t ncols, int64_t n0, const GemmInt8Args& a,
+                               int64_t row);
+
+inline void store_s32_row(const int32_t* tile_row, int64_t ncols, int64_t n0, const GemmInt8Args& a, int64_t row) {
+  std::memcpy(a.c + row * a.ldc + n0, tile_row, static_cast<size_t>(ncols) * sizeof(int32_t));
+}
+
+template <typename VI, RequantRounding R, typename Out>
+void requantize_row_to_out(const int32_t* tile_row, int64_t ncols, int64_t n0, const GemmInt8Args& a,
+                           int64_t row) {
+  requantize_row<VI, R, Out>(tile_row, ncols, n0, a, row, static_cast<Out*>(a.out) + row * a.ldo + n0);
+}
+
+template <typename VI>
+RowEpilogueFn pick_epilogue(GemmEpilogue e, const GemmInt8Args& a) {
+  if (e == GemmEpilogue::S32) return &store_s32_row;
+  const bool u8 = a.out_type == GemmOutType::U8;
+  if (a.rounding == RequantRounding::Double) {
+    return u8 ? &requantize_row_to_out<VI, RequantRounding::Double, uint8_t>
+              : &requantize_row_to_out<VI, RequantRounding::Double, int8_t>;
+  }
+  return u8 ? &requantize_row_to_out<VI, RequantRounding::Single, uint8_t>
+            : &requantize_row_to_out<VI, RequantRounding::Single, int8_t>;
+}
+
+// ---- the driver --------------------------------------------------------------------------------
+
+template <typename U, GemmAType A, GemmEpilogue E>
+void gemm_block(const GemmInt8Args& args, int64_t m_begin, int64_t m_end, int64_t p_begin, int64_t p_end) {
+  using VI = typename U::VI;
+  const int64_t quads = kernels::gemm_num_quads(args.k);
+  std::vector<int16_t> scratch(static_cast<size_t>(U::scratch_elems(quads)));
+  alignas(64) int32_t tile[U::kMr * U::kPanels * kGemmNr];
+  constexpr int64_t ldt = U::kPanels * kGemmNr;
+  const RowEpilogueFn epilogue = pick_epilogue<VI>(E, args);
+  for (int64_t p = p_begin; p < p_end; p += U::kPanels) {
+    const int np = static_cast<int>(std::min<int64_t>(U::kPanels, p_end - p));
+    const void* b = U::prepare(args, p, np, scratch.data());
+    const int64_t n0 = p * kGemmNr;
+    const int64_t ncols = std::min<int64_t>(np * kGemmNr, args.n - n0);
+    for (int64_t m = m_begin; m < m_end; m += U::kMr) {
+      const int64_t mr = std::min<int64_t>(U::kMr, m_end - m);
+      U::template tile<A>(args, m, mr, b, np, p, tile);
+      for (int64_t i = 0; i < mr; ++i) epilogue(tile + i * ldt, ncols, n0, args, m + i);
+    }
+  }
+}
+
+// Declares the four named block functions of one micro-kernel family, e.g. for PREFIX "qu8s8"
+// / "qs8s8", epilogue s32 / rq, and SUFFIX 2x16c4__avx2: qu8s8_gemm_s32_2x16c4__avx2, ...
+#define LOWBIT_GEMM_INT8_DEFINE(SUFFIX, DRIVER)                                                    \
+  void qu8s8_gemm_s32_##SUFFIX(const GemmInt8Args& a, int64_t m0, int64_t m1, int64_t p0, int64_t p1) { \
+    DRIVER<GemmAType::U8, GemmEpilogue::S32>(a, m0, m1, p0, p1);                                      \
+  }                                                                                                 \
+  void qu8s8_gemm_rq_##SUFFIX(const GemmInt8Args& a, int64_t m0, int64_t m1, int64_t p0, int64_t p1) {  \
+    DRIVER<GemmAType::U8, GemmEpilogue::Rq>(a, m0, m1, p0, p1);                                       \
+  }                                                                                                 \
+  void qs8s8_gemm_s32_##SUFFIX(const GemmInt8Args& a, int64_t m0, int64_t m1, int64_t p0, int64_t p1) { \
+    DRIVER<GemmAType::S8, GemmEpilogue::S32>(a, m0, m1, p0, p1);                                      \
+  }                                                                                                 \
+  void qs8s8_gemm_rq_##SUFFIX(const GemmInt8Args& a, int64_t m0, int64_t m1, int64_t p0, int64_t p1) {  \
+    DRIVER<GemmAType::S8, GemmEpilogue::Rq>(a, m0, m1, p0, p1);                                       \
+  }                                                                                                 \
+  kernels::GemmInt8Kernels make_gemm_int8_table_##SUFFIX(const char* isa, int64_t mr, int64_t panels) { \
+    kernels::GemmInt8Kernels k{};                                                                   \
+    k.isa_name = isa;                                                                               \
+    k.mr = mr;                                                                                      \
+    k.nr_panels = panels;                                                                           \
+    k.gemm[0][0] = &qu8s8_gemm_s32_##SUFFIX;                                                        \
+    k.gemm[0][1] = &qu8s8_gemm_rq_##SUFFIX;                                                         \
+    k.gemm[1][0] = &qs8s8_gemm_s32_##SUFFIX;                                                        \
+    k.gemm[1][1] = &qs8s8_gemm_rq_##SUFFIX;                                                         \
+    k.names[0][0] = "qu8s8_gemm_s32_" #SUFFIX;                                                      \
+    k.names[0][1] = "qu8s8_gemm_rq_" #SUFFIX;                                                       \
+    k.names[1][0] = "qs8s8_gemm_s32_" #SUFFIX;                                                      \
+    k.names[1][1] = "qs8s8_gemm_rq_" #SUFFIX;                                                       \
+    return k;                                                                                       \
+  }
+
+}  // namespace gemm_impl
+LOWBIT_ISA_END
+}  // namespace lowbit

@@ -1,0 +1,92 @@
+// Requantization kernels written once over an int32 vector type VI (simd_int_scalar.h,
+// simd_int_avx2.h, simd_int_avx512.h). Included by exactly one translation unit per ISA, after
+// that TU's vector header. Tails run core/requantize.h, which the vector lanes equal bit for bit.
+#pragma once
+#include <algorithm>
+#include <cstdint>
+#include <utility>
+
+#include "core/requantize.h"
+#include "kernels/requant_kernels.h"
+
+namespace lowbit {
+LOWBIT_ISA_BEGIN
+namespace requant_impl {
+
+using kernels::CodeType;
+using kernels::RequantKernels;
+
+// clamp(zp + r, qmin, qmax) as clamp(r, qmin - zp, qmax - zp) + zp: no int32 overflow for any r.
+// The bounds are formed in int64 and clipped to int32 (r is an int32 anyway).
+inline int32_t clip_to_int32(int64_t v) { return static_cast<int32_t>(std::clamp<int64_t>(v, kInt32Min, kInt32Max)); }
+
+template <typename VI, RequantRounding R>
+inline typename VI::I multiply(typename VI::I x, typename VI::I multiplier, typename VI::I shift) {
+  if constexpr (R == RequantRounding::Double) {
+    return VI::mbqm_double(x, multiplier, shift);
+  } else {
+    return VI::mbqm_single(x, multiplier, shift);
+  }
+}
+
+template <typename VI, RequantRounding R, typename Code>
+void requantize_run(const int32_t* acc, void* outv, int64_t n, const RequantParams& p) {
+  Code* out = static_cast<Code*>(outv);
+  const auto multiplier = VI::set1(p.multiplier), shift = VI::set1(p.shift), zp = VI::set1(p.zero_point);
+  const auto lo = VI::set1(clip_to_int32(int64_t{p.qmin} - p.zero_point));
+  const auto hi = VI::set1(clip_to_int32(int64_t{p.qmax} - p.zero_point));
+  int64_t i = 0;
+  if constexpr (VI::kLanes > 1) {
+    for (; i + VI::kLanes <= n; i += VI::kLanes) {
+      const auto r = multiply<VI, R>(VI::load(acc + i), multiplier, shift);
+      VI::store_narrow(out + i, VI::add(VI::min(VI::max(r, lo), hi), zp));
+    }
+  }
+  for (; i < n; ++i) out[i] = static_cast<Code>(requantize_one(acc[i], p, R));
+}
+
+template <typename VI, RequantRounding R, typename Code>
+void requantize_channels(const int32_t* acc, void* outv, int64_t n, const int32_t* multiplier,
+                         const int32_t* shift, const int32_t* zero_point, int32_t qmin, int32_t qmax) {
+  Code* out = static_cast<Code*>(outv);
+  int64_t i = 0;
+  if constexpr (VI::kLanes > 1) {
+    const auto vqmin = VI::set1(qmin), vqmax = VI::set1(qmax);
+    for (; i + VI::kLanes <= n; i += VI::kLanes) {
+      const auto zp = VI::load(zero_point + i);
+      const auto r = multiply<VI, R>(VI::load(acc + i), VI::load(multiplier + i), VI::load(shift + i));
+      const auto lo = VI::sub_sat(vqmin, zp), hi = VI::sub_sat(vqmax, zp);
+      const auto clamped = VI::add(VI::min(VI::max(r, lo), hi), zp);
+      VI::store_narrow(out + i, clamped);
+    }
+  }
+  for (; i < n; ++i) {
+    out[i] = static_cast<Code>(requantize_one(acc[i], multiplier[i], shift[i], zero_point[i], qmin, qmax, R));
+  }
+}
+
+template <typename VI, RequantRounding R>
+void fill_rounding(RequantKernels& k) {
+  constexpr int r = static_cast<int>(R);
+  k.run[r][static_cast<int>(CodeType::U8)] = &requantize_run<VI, R, uint8_t>;
+  k.run[r][static_cast<int>(CodeType::I8)] = &requantize_run<VI, R, int8_t>;
+  k.run[r][static_cast<int>(CodeType::I16)] = &requantize_run<VI, R, int16_t>;
+  k.run[r][static_cast<int>(CodeType::I32)] = &requantize_run<VI, R, int32_t>;
+  k.channels[r][static_cast<int>(CodeType::U8)] = &requantize_channels<VI, R, uint8_t>;
+  k.channels[r][static_cast<int>(CodeType::I8)] = &requantize_channels<VI, R, int8_t>;
+  k.channels[r][static_cast<int>(CodeType::I16)] = &requantize_channels<VI, R, int16_t>;
+  k.channels[r][static_cast<int>(CodeType::I32)] = &requantize_channels<VI, R, int32_t>;
+}
+
+template <typename VI>
+RequantKernels make_requant_kernels() {
+  RequantKernels k{};
+  k.isa_name = VI::kName;
+  fill_rounding<VI, RequantRounding::Double>(k);
+  fill_rounding<VI, RequantRounding::Single>(k);
+  return k;
+}
+
+}  // namespace requant_impl
+LOWBIT_ISA_END
+}  // namespace lowbit

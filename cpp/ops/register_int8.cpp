@@ -1,0 +1,411 @@
+// CPU implementations of the integer-inference ops (issue 5): requantization and the int8 GEMM
+// family. Argument checks, the split into blocks and threads, and calls into the active ISA's
+// kernel tables; no per-element math lives here (cpp/core and cpp/kernels hold it).
+#include <torch/library.h>
+
+#include <limits>
+
+#include "core/fixed_point.h"
+#include "core/requantize.h"
+#include "kernels/dispatch.h"
+#include "ops/common.h"
+#include "ops/int8_common.h"
+
+namespace lowbit::ops {
+namespace {
+
+// ---- quantize_multiplier ---------------------------------------------------------------------
+
+std::tuple<at::Tensor, at::Tensor> quantize_multiplier_cpu(const at::Tensor& real_multiplier,
+                                                           c10::string_view rounding) {
+  constexpr const char* op = "quantize_multiplier";
+  const RequantRounding mode = parse_requant_rounding(rounding, op);
+  TORCH_CHECK(real_multiplier.is_floating_point(), "lowbit.", op,
+              ": real_multiplier must be a floating-point tensor (float64 preferred), got ",
+              real_multiplier.scalar_type());
+  const at::Tensor real = real_multiplier.to(at::kDouble).contiguous();
+  at::Tensor multiplier = at::empty(real_multiplier.sizes(), real.options().dtype(at::kInt));
+  at::Tensor shift = at::empty(real_multiplier.sizes(), real.options().dtype(at::kInt));
+  const double* rp = real.data_ptr<double>();
+  int32_t* mp = multiplier.data_ptr<int32_t>();
+  int32_t* sp = shift.data_ptr<int32_t>();
+  const int max_shift = max_requant_shift(mode);
+  for (int64_t i = 0; i < real.numel(); ++i) {
+    TORCH_CHECK(std::isfinite(rp[i]) && rp[i] >= 0.0, "lowbit.", op,
+                ": real_multiplier must be finite and >= 0; real_multiplier[", i, "] = ", rp[i]);
+    const QuantizedMultiplier q = quantize_multiplier(rp[i], mode == RequantRounding::Single);
+    TORCH_CHECK(q.shift <= max_shift, "lowbit.", op, ": real_multiplier[", i, "] = ", rp[i],
+                " is too large: its shift ", q.shift, " exceeds ", max_shift,
+                " (multipliers must be below 2^31)");
+    mp[i] = q.multiplier;
+    sp[i] = q.shift;
+  }
+  return {multiplier, shift};
+}
+
+// ---- requantize ------------------------------------------------------------------------------
+
+// Parameters of `requantize`, validated and flattened to int32 arrays of multiplier's shape
+// (zero_point broadcast to it when it holds one element).
+struct RequantSetup {
+  kernels::BlockLayout layout;
+  at::Tensor multiplier, shift, zero_point;  // contiguous int32, same numel
+};
+
+RequantSetup requant_setup(const at::Tensor& acc, const at::Tensor& multiplier, const at::Tensor& shift,
+                           const at::Tensor& zero_point, int64_t qmin, int64_t qmax, RequantRounding mode,
+                           const char* op) {
+  TORCH_CHECK(acc.scalar_type() == at::kInt, "lowbit.", op, ": acc must be an int32 tensor of accumulators, got ",
+              acc.scalar_type());
+  check_int32_qrange(qmin, qmax, op);
+  check_same_device(acc, "acc", multiplier, "multiplier", op);
+  check_same_device(acc, "acc", shift, "shift", op);
+  check_same_device(acc, "acc", zero_point, "zero_point", op);
+  TORCH_CHECK(multiplier.scalar_type() == at::kInt && shift.scalar_type() == at::kInt, "lowbit.", op,
+              ": multiplier and shift must be int32 tensors (as quantize_multiplier returns), got ",
+              multiplier.scalar_type(), " and ", shift.scalar_type());
+  TORCH_CHECK(multiplier.sizes() == shift.sizes(), "lowbit.", op,
+              ": multiplier and shift must have the same shape, got ", multiplier.sizes(), " and ", shift.sizes());
+  TORCH_CHECK(zero_point.numel() == 1 || zero_point.sizes() == multiplier.sizes(), "lowbit.", op,
+              ": zero_point must hold one element or have multiplier's shape ", multiplier.sizes(), ", got ",
+              zero_point.sizes());
+  RequantSetup s;
+  s.layout = block_layout(acc, multiplier, op, "multiplier");
+  s.multiplier = multiplier.contiguous();
+  s.shift = checked_shift(shift, mode, op);
+  at::Tensor z = checked_zero_point(zero_point, qmin, qmax, op);
+  s.zero_point = z.numel() == multiplier.numel() ? z : z.expand(multiplier.sizes()).contiguous();
+  return s;
+}
+
+at::Tensor requantize_cpu(const at::Tensor& acc, const at::Tensor& multiplier, const at::Tensor& shift,
+                          const at::Tensor& zero_point, int64_t qmin, int64_t qmax, c10::string_view rounding) {
+  constexpr const char* op = "requantize";
+  const RequantRounding mode = parse_requant_rounding(rounding, op);
+  const RequantSetup s = requant_setup(acc, multiplier, shift, zero_point, qmin, qmax, mode, op);
+  const kernels::CodeType ct = code_type_for_range(qmin, qmax);
+  at::Tensor out = at::empty(acc.sizes(), acc.options().dtype(scalar_type_of_code(ct)));
+  const kernels::BlockLayout& L = s.layout;
+  if (L.numel == 0) return out;
+  const at::Tensor ac = acc.contiguous();
+  const int32_t* ap = ac.data_ptr<int32_t>();
+  char* op_bytes = static_cast<char*>(out.data_ptr());
+  const int64_t es = out.element_size();
+  const int32_t* mp = s.multiplier.data_ptr<int32_t>();
+  const int32_t* sp = s.shift.data_ptr<int32_t>();
+  const int32_t* zp = s.zero_point.data_ptr<int32_t>();
+  const auto& k = kernels::requant_kernels();
+  const int r = static_cast<int>(mode), c = static_cast<int>(ct);
+  const int32_t lo = static_cast<int32_t>(qmin), hi = static_cast<int32_t>(qmax);
+
+  if (L.run_length >= kernels::kMinRequantRun || L.per_tensor()) {
+    const auto fn = k.run[r][c];
+    parallel_for_runs(L, [&](int64_t pi, int64_t b, int64_t n) {
+      fn(ap + b, op_bytes + b * es, n, RequantParams{mp[pi], sp[pi], zp[pi], lo, hi});
+    });
+    return out;
+  }
+
+  const auto fn = k.channels[r][c];
+  if (L.radix.size() == 1) {
+    // Parameters vary along one axis only (the per-channel case): the element -> parameter
+    // pattern repeats every `period` elements, so expand it once and reuse it for every period.
+    const int64_t period = L.radix[0] * L.run_length;
+    std::vector<int32_t> em(period), es_(period), ez(period);
+    for (int64_t e = 0; e < period; ++e) {
+      const int64_t pi = L.param_index(e / L.run_length);
+      em[e] = mp[pi];
+      es_[e] = sp[pi];
+      ez[e] = zp[pi];
+    }
+    const int64_t periods = L.numel / period;
+    at::parallel_for(0, periods, std::max<int64_t>(1, kParallelGrain / period), [&](int64_t pb, int64_t pe) {
+      for (int64_t q = pb; q < pe; ++q) {
+        fn(ap + q * period, op_bytes + q * period * es, period, em.data(), es_.data(), ez.data(), lo, hi);
+      }
+    });
+    return out;
+  }
+
+  // General blocked layout with short runs: gather each chunk's parameters, then one vector call.
+  constexpr int64_t kChunk = 1024;
+  at::parallel_for(0, (L.numel + kChunk - 1) / kChunk, std::max<int64_t>(1, kParallelGrain / kChunk),
+                   [&](int64_t cb, int64_t ce) {
+                     std::vector<int32_t> em(kChunk), es_(kChunk), ez(kChunk);
+                     for (int64_t chunk = cb; chunk < ce; ++chunk) {
+                       const int64_t b = chunk * kChunk, e = std::min(L.numel, b + kChunk);
+                       kernels::for_each_run_piece(L, b, e, [&](int64_t pi, int64_t pb, int64_t n) {
+                         std::fill_n(em.begin() + (pb - b), n, mp[pi]);
+                         std::fill_n(es_.begin() + (pb - b), n, sp[pi]);
+                         std::fill_n(ez.begin() + (pb - b), n, zp[pi]);
+                       });
+                       fn(ap + b, op_bytes + b * es, e - b, em.data(), es_.data(), ez.data(), lo, hi);
+                     }
+                   });
+  return out;
+}
+
+// ---- int8 GEMM: packing ------------------------------------------------------------------------
+
+void check_packed(const at::Tensor& packed, int64_t n, int64_t k, const char* op) {
+  TORCH_CHECK(packed.scalar_type() == at::kChar, "lowbit.", op,
+              ": packed_weight must be the int8 tensor int8_pack_weight returns, got ", packed.scalar_type());
+  const std::vector<int64_t> want = {kernels::gemm_num_panels(n), k, kernels::kGemmNr};
+  TORCH_CHECK(packed.sizes().vec() == want, "lowbit.", op, ": packed_weight has shape ", packed.sizes(),
+              " but a weight of ", n, " output channels and K = ", k, " packs to ", at::IntArrayRef(want),
+              " (pack it with int8_pack_weight; K is the input's last dimension)");
+  TORCH_CHECK(packed.is_contiguous(), "lowbit.", op, ": packed_weight must be contiguous");
+}
+
+std::tuple<at::Tensor, at::Tensor> int8_pack_weight_cpu(const at::Tensor& weight) {
+  constexpr const char* op = "int8_pack_weight";
+  TORCH_CHECK(weight.scalar_type() == at::kChar, "lowbit.", op, ": weight must be an int8 tensor, got ",
+              weight.scalar_type());
+  TORCH_CHECK(weight.dim() == 2, "lowbit.", op, ": weight must be 2-D [out_features, in_features], got shape ",
+              weight.sizes());
+  const int64_t n = weight.size(0), k = weight.size(1);
+  const at::Tensor w = weight.contiguous();
+  at::Tensor packed = at::empty({kernels::gemm_num_panels(n), k, kernels::kGemmNr}, weight.options());
+  at::Tensor col_sums = at::empty({n}, weight.options().dtype(at::kInt));
+  kernels::gemm_int8_pack_weight(w.data_ptr<int8_t>(), n, k, packed.data_ptr<int8_t>(), col_sums.data_ptr<int32_t>());
+  return {packed, col_sums};
+}
+
+at::Tensor int8_unpack_weight_cpu(const at::Tensor& packed, int64_t n, int64_t k) {
+  constexpr const char* op = "int8_unpack_weight";
+  TORCH_CHECK(n >= 0 && k >= 0, "lowbit.", op, ": n and k must be >= 0, got n=", n, ", k=", k);
+  check_packed(packed, n, k, op);
+  at::Tensor weight = at::empty({n, k}, packed.options());
+  kernels::gemm_int8_unpack_weight(packed.data_ptr<int8_t>(), n, k, weight.data_ptr<int8_t>());
+  return weight;
+}
+
+// ---- int8 GEMM: shared setup ---------------------------------------------------------------------
+
+struct GemmSetup {
+  at::Tensor a;  // contiguous [M, K]
+  kernels::GemmAType a_type;
+  int64_t m, n, k, panels;
+  std::vector<int64_t> out_sizes;
+  std::vector<int32_t> col_sums_padded;
+};
+
+GemmSetup gemm_setup(const at::Tensor& a, const at::Tensor& packed, const at::Tensor& col_sums, const char* op,
+                     const char* a_name) {
+  TORCH_CHECK(a.scalar_type() == at::kByte || a.scalar_type() == at::kChar, "lowbit.", op, ": ", a_name,
+              " must be uint8 or int8 activation codes, got ", a.scalar_type());
+  TORCH_CHECK(a.dim() >= 1, "lowbit.", op, ": ", a_name, " must have at least one dimension (the K axis)");
+  check_same_device(a, a_name, packed, "packed_weight", op);
+  check_same_device(a, a_name, col_sums, "weight_col_sums", op);
+  TORCH_CHECK(col_sums.scalar_type() == at::kInt && col_sums.dim() == 1, "lowbit.", op,
+              ": weight_col_sums must be the 1-D int32 tensor int8_pack_weight returns, got ", col_sums.scalar_type(),
+              " of shape ", col_sums.sizes());
+  GemmSetup s;
+  s.k = a.size(-1);
+  s.n = col_sums.size(0);
+  check_packed(packed, s.n, s.k, op);
+  s.a_type = a.scalar_type() == at::kByte ? kernels::GemmAType::U8 : kernels::GemmAType::S8;
+  const int64_t max_k = s.a_type == kernels::GemmAType::U8 ? kernels::kGemmMaxKU8 : kernels::kGemmMaxKS8;
+  TORCH_CHECK(s.k <= max_k, "lowbit.", op, ": K = ", s.k, " is too large for exact int32 accumulation of ",
+              a.scalar_type(), " x int8 products (at most ", max_k, "): split the reduction");
+  s.a = a.contiguous();
+  s.m = 1;
+  for (int64_t d = 0; d + 1 < a.dim(); ++d) s.m *= a.size(d);
+  s.out_sizes = a.sizes().vec();
+  s.out_sizes.back() = s.n;
+  s.panels = kernels::gemm_num_panels(s.n);
+  s.col_sums_padded.assign(static_cast<size_t>(s.panels * kernels::kGemmNr), 0);
+  const at::Tensor cs = col_sums.contiguous();
+  std::copy_n(cs.data_ptr<int32_t>(), s.n, s.col_sums_padded.begin());
+  return s;
+}
+
+// Splits the product over threads: by panels when there are enough of them (each task widens or
+// streams its own panels once and sweeps every row), otherwise by row tiles.
+void run_gemm(const kernels::GemmInt8Kernels& k, kernels::GemmInt8BlockFn fn, const kernels::GemmInt8Args& args) {
+  const int64_t panels = kernels::gemm_num_panels(args.n);
+  if (args.m == 0 || panels == 0) return;
+  const int64_t threads = at::get_num_threads();
+  const int64_t work = args.m * args.n * std::max<int64_t>(args.k, 1);
+  if (threads == 1 || work < (int64_t{1} << 18)) {
+    fn(args, 0, args.m, 0, panels);
+    return;
+  }
+  const int64_t panel_groups = (panels + k.nr_panels - 1) / k.nr_panels;
+  const int64_t row_tiles = (args.m + k.mr - 1) / k.mr;
+  if (panel_groups >= 4 * threads || row_tiles < 4 * threads) {
+    at::parallel_for(0, panel_groups, 1, [&](int64_t b, int64_t e) {
+      fn(args, 0, args.m, b * k.nr_panels, std::min(panels, e * k.nr_panels));
+    });
+  } else {
+    at::parallel_for(0, row_tiles, 1, [&](int64_t b, int64_t e) {
+      fn(args, b * k.mr, std::min(args.m, e * k.mr), 0, panels);
+    });
+  }
+}
+
+at::Tensor int8_gemm_cpu(const at::Tensor& a, const at::Tensor& packed_weight, const at::Tensor& weight_col_sums) {
+  constexpr const char* op = "int8_gemm";
+  GemmSetup s = gemm_setup(a, packed_weight, weight_col_sums, op, "a");
+  at::Tensor c = at::empty(s.out_sizes, a.options().dtype(at::kInt));
+  if (s.k == 0) return c.zero_();
+  kernels::GemmInt8Args args;
+  args.a = s.a.data_ptr();
+  args.lda = s.k;
+  args.packed = packed_weight.data_ptr<int8_t>();
+  args.col_sums = s.col_sums_padded.data();
+  args.m = s.m;
+  args.n = s.n;
+  args.k = s.k;
+  args.c = c.data_ptr<int32_t>();
+  args.ldc = s.n;
+  const auto& table = kernels::gemm_int8_kernels();
+  run_gemm(table, table.gemm[static_cast<int>(s.a_type)][static_cast<int>(kernels::GemmEpilogue::S32)], args);
+  return c;
+}
+
+// ---- int8_linear ---------------------------------------------------------------------------------
+
+// An int32 tensor of one element or n elements, expanded to `padded` entries (0 beyond n).
+std::vector<int32_t> channel_array(const at::Tensor& t, int64_t n, int64_t padded, const char* op, const char* name) {
+  TORCH_CHECK(!t.is_floating_point() && !t.is_complex() && t.scalar_type() != at::kBool, "lowbit.", op, ": ", name,
+              " must be an integer tensor, got ", t.scalar_type());
+  TORCH_CHECK(t.numel() == 1 || (t.dim() == 1 && t.size(0) == n), "lowbit.", op, ": ", name,
+              " must hold one element (per-tensor) or be 1-D with one element per output channel (", n,
+              "), got shape ", t.sizes());
+  const at::Tensor v = t.to(at::kLong).contiguous();
+  const int64_t* p = v.data_ptr<int64_t>();
+  std::vector<int32_t> out(static_cast<size_t>(padded), 0);
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t x = p[t.numel() == 1 ? 0 : i];
+    TORCH_CHECK(x >= std::numeric_limits<int32_t>::min() && x <= std::numeric_limits<int32_t>::max(), "lowbit.", op,
+                ": ", name, "[", i, "] = ", x, " does not fit in int32");
+    out[i] = static_cast<int32_t>(x);
+  }
+  return out;
+}
+
+int64_t single_value(const at::Tensor& t, const char* op, const char* name) {
+  TORCH_CHECK(!t.is_floating_point() && !t.is_complex() && t.scalar_type() != at::kBool, "lowbit.", op, ": ", name,
+              " must be an integer tensor, got ", t.scalar_type());
+  TORCH_CHECK(t.numel() == 1, "lowbit.", op, ": ", name, " must hold one element, got shape ", t.sizes());
+  return t.item<int64_t>();
+}
+
+at::Tensor int8_linear_cpu(const at::Tensor& x, const at::Tensor& packed_weight, const at::Tensor& weight_col_sums,
+                           const std::optional<at::Tensor>& bias, const at::Tensor& x_zero_point,
+                           const at::Tensor& weight_zero_point, const at::Tensor& multiplier, const at::Tensor& shift,
+                           const at::Tensor& out_zero_point, int64_t qmin, int64_t qmax, c10::string_view rounding) {
+  constexpr const char* op = "int8_linear";
+  const RequantRounding mode = parse_requant_rounding(rounding, op);
+  GemmSetup s = gemm_setup(x, packed_weight, weight_col_sums, op, "x");
+  const bool x_u8 = s.a_type == kernels::GemmAType::U8;
+  TORCH_CHECK(qmin < qmax, "lowbit.", op, ": qmin must be < qmax, got qmin=", qmin, ", qmax=", qmax);
+  const bool out_u8 = qmin >= 0 && qmax <= 255;
+  TORCH_CHECK(out_u8 || (qmin >= -128 && qmax <= 127), "lowbit.", op, ": (qmin, qmax)=(", qmin, ", ", qmax,
+              ") must fit uint8 [0, 255] or int8 [-128, 127] (use int8_gemm + requantize for wider outputs)");
+  const int64_t zx = single_value(x_zero_point, op, "x_zero_point");
+  TORCH_CHECK(x_u8 ? (zx >= 0 && zx <= 255) : (zx >= -128 && zx <= 127), "lowbit.", op, ": x_zero_point = ", zx,
+              " is outside the range of x's dtype ", x.scalar_type());
+  const int64_t zo = single_value(out_zero_point, op, "out_zero_point");
+  TORCH_CHECK(zo >= qmin && zo <= qmax, "lowbit.", op, ": out_zero_point = ", zo, " is outside [qmin, qmax] = [", qmin,
+              ", ", qmax, "]");
+  const int64_t n = s.n, padded = s.panels * kernels::kGemmNr;
+  const std::vector<int32_t> wzp = channel_array(weight_zero_point, n, padded, op, "weight_zero_point");
+  const std::vector<int32_t> mult = channel_array(multiplier, n, padded, op, "multiplier");
+  TORCH_CHECK(multiplier.scalar_type() == at::kInt && shift.scalar_type() == at::kInt, "lowbit.", op,
+              ": multiplier and shift must be int32 tensors (as quantize_multiplier returns), got ",
+              multiplier.scalar_type(), " and ", shift.scalar_type());
+  const std::vector<int32_t> shf = channel_array(shift, n, padded, op, "shift");
+  for (int64_t i = 0; i < n; ++i) {
+    TORCH_CHECK(wzp[i] >= -128 && wzp[i] <= 127, "lowbit.", op, ": weight_zero_point[", i, "] = ", wzp[i],
+                " is outside the int8 range");
+    TORCH_CHECK(shf[i] >= -31 && shf[i] <= max_requant_shift(mode), "lowbit.", op, ": shift[", i, "] = ", shf[i],
+                " is outside [-31, ", max_requant_shift(mode), "]");
+  }
+  std::vector<int32_t> qbias(static_cast<size_t>(padded), 0);
+  int64_t max_abs_bias = 0;
+  if (bias.has_value()) {
+    TORCH_CHECK(bias->scalar_type() == at::kInt, "lowbit.", op,
+                ": bias must be int32 at scale x_scale·w_scale (zero point 0), got ", bias->scalar_type());
+    check_same_device(x, "x", *bias, "bias", op);
+    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == n, "lowbit.", op, ": bias must have shape [", n, "], got ",
+                bias->sizes());
+    const at::Tensor b = bias->contiguous();
+    std::copy_n(b.data_ptr<int32_t>(), n, qbias.begin());
+    for (int64_t i = 0; i < n; ++i) max_abs_bias = std::max<int64_t>(max_abs_bias, std::abs(int64_t{qbias[i]}));
+  }
+  // The exact accumulator Σ(x - zx)(w - zw) + bias must fit in int32; bound it from the dtype
+  // ranges (the folded, wrapping evaluation below is then exact).
+  const int64_t max_dx = x_u8 ? std::max<int64_t>(zx, 255 - zx) : std::max<int64_t>(zx + 128, 127 - zx);
+  int64_t max_dw = 0;
+  for (int64_t i = 0; i < n; ++i) max_dw = std::max<int64_t>(max_dw, std::max<int64_t>(wzp[i] + 128, 127 - wzp[i]));
+  const int64_t bound = s.k * max_dx * max_dw + max_abs_bias;
+  TORCH_CHECK(bound <= std::numeric_limits<int32_t>::max(), "lowbit.", op, ": the int32 accumulator could overflow: K = ",
+              s.k, ", max |x - x_zero_point| = ", max_dx, ", max |w - weight_zero_point| = ", max_dw,
+              ", max |bias| = ", max_abs_bias, " bound the sum by ", bound, " > 2^31 - 1");
+  // Fold the zero-point terms into one int32 per channel:
+  //   Σ(x - zx)(w - zw) + b = Σ x·w - zw·Σx - zx·Σw + K·zx·zw + b
+  std::vector<int32_t> folded(static_cast<size_t>(padded), 0);
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t v = int64_t{qbias[i]} - zx * s.col_sums_padded[i] + s.k * zx * wzp[i];
+    folded[i] = static_cast<int32_t>(static_cast<uint32_t>(static_cast<uint64_t>(v)));  // mod 2^32
+  }
+  const bool asymmetric_w = std::any_of(wzp.begin(), wzp.begin() + n, [](int32_t v) { return v != 0; });
+  std::vector<int32_t> row_sums;
+  if (asymmetric_w) {
+    row_sums.assign(static_cast<size_t>(s.m), 0);
+    const char* ap = static_cast<const char*>(s.a.data_ptr());
+    at::parallel_for(0, s.m, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(s.k, 1)), [&](int64_t b, int64_t e) {
+      for (int64_t r = b; r < e; ++r) {
+        int32_t sum = 0;
+        if (x_u8) {
+          const uint8_t* p = reinterpret_cast<const uint8_t*>(ap) + r * s.k;
+          for (int64_t i = 0; i < s.k; ++i) sum += p[i];
+        } else {
+          const int8_t* p = reinterpret_cast<const int8_t*>(ap) + r * s.k;
+          for (int64_t i = 0; i < s.k; ++i) sum += p[i];
+        }
+        row_sums[r] = sum;
+      }
+    });
+  }
+  at::Tensor out = at::empty(s.out_sizes, x.options().dtype(out_u8 ? at::kByte : at::kChar));
+  if (s.m == 0 || n == 0) return out;
+  kernels::GemmInt8Args args;
+  args.a = s.a.data_ptr();
+  args.lda = s.k;
+  args.packed = packed_weight.data_ptr<int8_t>();
+  args.col_sums = s.col_sums_padded.data();
+  args.m = s.m;
+  args.n = n;
+  args.k = s.k;
+  args.out = out.data_ptr();
+  args.ldo = n;
+  args.out_type = out_u8 ? kernels::GemmOutType::U8 : kernels::GemmOutType::S8;
+  args.rounding = mode;
+  args.bias = folded.data();
+  args.row_sums = asymmetric_w ? row_sums.data() : nullptr;
+  args.w_zero_point = wzp.data();
+  args.multiplier = mult.data();
+  args.shift = shf.data();
+  args.out_zero_point = static_cast<int32_t>(zo);
+  args.qmin = static_cast<int32_t>(qmin);
+  args.qmax = static_cast<int32_t>(qmax);
+  const auto& table = kernels::gemm_int8_kernels();
+  run_gemm(table, table.gemm[static_cast<int>(s.a_type)][static_cast<int>(kernels::GemmEpilogue::Rq)], args);
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(lowbit, CPU, m) {
+  m.impl("quantize_multiplier", &quantize_multiplier_cpu);
+  m.impl("requantize", &requantize_cpu);
+  m.impl("int8_pack_weight", &int8_pack_weight_cpu);
+  m.impl("int8_unpack_weight", &int8_unpack_weight_cpu);
+  m.impl("int8_gemm", &int8_gemm_cpu);
+  m.impl("int8_linear", &int8_linear_cpu);
+}
+
+}  // namespace lowbit::ops
