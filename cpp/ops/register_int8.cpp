@@ -3,6 +3,7 @@
 // kernel tables; no per-element math lives here (cpp/core and cpp/kernels hold it).
 #include <torch/library.h>
 
+#include <cmath>
 #include <limits>
 
 #include "core/fixed_point.h"
@@ -397,6 +398,152 @@ at::Tensor int8_linear_cpu(const at::Tensor& x, const at::Tensor& packed_weight,
   return out;
 }
 
+// ---- int4 weight-only linear ------------------------------------------------------------------
+
+at::Tensor int4_pack_weight_cpu(const at::Tensor& codes) {
+  constexpr const char* op = "int4_pack_weight";
+  TORCH_CHECK(!codes.is_floating_point() && !codes.is_complex() && codes.scalar_type() != at::kBool, "lowbit.", op,
+              ": codes must be an integer tensor of 4-bit codes in [0, 15], got ", codes.scalar_type());
+  TORCH_CHECK(codes.dim() == 2, "lowbit.", op, ": codes must be 2-D [out_features, in_features], got shape ",
+              codes.sizes());
+  const int64_t n = codes.size(0), k = codes.size(1);
+  TORCH_CHECK(k % kernels::kInt4Kb == 0, "lowbit.", op, ": in_features must be a multiple of 8, got ", k);
+  const at::Tensor c = codes.to(at::kLong).contiguous();
+  const int64_t* cp = c.data_ptr<int64_t>();
+  for (int64_t i = 0; i < c.numel(); ++i) {
+    TORCH_CHECK(cp[i] >= 0 && cp[i] <= 15, "lowbit.", op, ": codes[", i / std::max<int64_t>(k, 1), "][",
+                i % std::max<int64_t>(k, 1), "] = ", cp[i], " is outside [0, 15]");
+  }
+  const at::Tensor c8 = c.to(at::kByte);
+  at::Tensor packed = at::empty({(n + kernels::kInt4Nr - 1) / kernels::kInt4Nr, k / kernels::kInt4Kb, kernels::kInt4Nr},
+                                codes.options().dtype(at::kInt));
+  kernels::int4_pack_weight(c8.data_ptr<uint8_t>(), n, k, reinterpret_cast<uint32_t*>(packed.data_ptr<int32_t>()));
+  return packed;
+}
+
+void check_int4_packed(const at::Tensor& packed, int64_t n, int64_t k, const char* op) {
+  TORCH_CHECK(packed.scalar_type() == at::kInt, "lowbit.", op,
+              ": packed_weight must be the int32 tensor int4_pack_weight returns, got ", packed.scalar_type());
+  const std::vector<int64_t> want = {(n + kernels::kInt4Nr - 1) / kernels::kInt4Nr, k / kernels::kInt4Kb,
+                                     kernels::kInt4Nr};
+  TORCH_CHECK(packed.sizes().vec() == want, "lowbit.", op, ": packed_weight has shape ", packed.sizes(), " but ", n,
+              " output channels and K = ", k, " pack to ", at::IntArrayRef(want));
+  TORCH_CHECK(packed.is_contiguous(), "lowbit.", op, ": packed_weight must be contiguous");
+}
+
+at::Tensor int4_unpack_weight_cpu(const at::Tensor& packed, int64_t n) {
+  constexpr const char* op = "int4_unpack_weight";
+  TORCH_CHECK(packed.dim() == 3, "lowbit.", op, ": packed_weight must be 3-D, got shape ", packed.sizes());
+  TORCH_CHECK(n >= 0, "lowbit.", op, ": n must be >= 0, got ", n);
+  const int64_t k = packed.size(1) * kernels::kInt4Kb;
+  check_int4_packed(packed, n, k, op);
+  at::Tensor codes = at::empty({n, k}, packed.options().dtype(at::kByte));
+  kernels::int4_unpack_weight(reinterpret_cast<const uint32_t*>(packed.data_ptr<int32_t>()), n, k,
+                              codes.data_ptr<uint8_t>());
+  return codes;
+}
+
+at::Tensor int4_weight_linear_cpu(const at::Tensor& x, const at::Tensor& packed_weight, const at::Tensor& scale,
+                                  const at::Tensor& zero_point, const std::optional<at::Tensor>& bias) {
+  constexpr const char* op = "int4_weight_linear";
+  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16 || x.scalar_type() == at::kHalf,
+              "lowbit.", op, ": x must be float32, bfloat16 or float16, got ", x.scalar_type());
+  TORCH_CHECK(x.dim() >= 1, "lowbit.", op, ": x must have at least one dimension (the K axis)");
+  check_same_device(x, "x", packed_weight, "packed_weight", op);
+  check_same_device(x, "x", scale, "scale", op);
+  check_same_device(x, "x", zero_point, "zero_point", op);
+  TORCH_CHECK(scale.dim() == 2, "lowbit.", op, ": scale must be 2-D [out_features, K / group_size], got shape ",
+              scale.sizes());
+  TORCH_CHECK(zero_point.sizes() == scale.sizes(), "lowbit.", op, ": zero_point must have scale's shape ",
+              scale.sizes(), ", got ", zero_point.sizes());
+  const int64_t k = x.size(-1), n = scale.size(0), groups = scale.size(1);
+  TORCH_CHECK(groups >= 1 && k % groups == 0, "lowbit.", op, ": scale has ", groups,
+              " groups per output channel, which does not divide K = ", k);
+  const int64_t group = k / groups;
+  TORCH_CHECK(group % kernels::kInt4Kb == 0, "lowbit.", op, ": the group size K / scale.size(1) = ", group,
+              " must be a multiple of 8");
+  check_int4_packed(packed_weight, n, k, op);
+  // One branch-free pass per tensor (it vectorizes); the checks that name the bad element run only
+  // when it fails.
+  TORCH_CHECK(scale.is_floating_point(), "lowbit.", op, ": scale must be a floating-point tensor, got ",
+              scale.scalar_type());
+  const at::Tensor s = scale.to(at::kFloat).contiguous();
+  {
+    // Bit patterns 0x00800000..0x7F7FFFFF are exactly the floats in [2^-126, FLT_MAX]: positive,
+    // finite, with a finite reciprocal (NaN, Inf, zero and negatives fall outside). Integer
+    // compares keep the loop vectorized; subnormal scales go to the exact check below.
+    const uint32_t* p = reinterpret_cast<const uint32_t*>(s.data_ptr<float>());
+    const int64_t count = s.numel();
+    uint32_t bad = 0;
+    for (int64_t i = 0; i < count; ++i) bad |= static_cast<uint32_t>(p[i] - 0x00800000u > 0x7F7FFFFFu - 0x00800000u);
+    if (bad != 0) checked_scale(s, op);
+  }
+  TORCH_CHECK(!zero_point.is_floating_point() && !zero_point.is_complex() && zero_point.scalar_type() != at::kBool,
+              "lowbit.", op, ": zero_point must be an integer tensor (int32 preferred), got ", zero_point.scalar_type());
+  const at::Tensor z = zero_point.to(at::kInt).contiguous();
+  {
+    const uint32_t* p = reinterpret_cast<const uint32_t*>(z.data_ptr<int32_t>());
+    const int64_t count = z.numel();
+    uint32_t bad = 0;
+    for (int64_t i = 0; i < count; ++i) bad |= static_cast<uint32_t>(p[i] > 15u);
+    if (bad != 0) checked_zero_point(z, 0, 15, op);
+  }
+  at::Tensor b32;
+  if (bias.has_value()) {
+    TORCH_CHECK(bias->is_floating_point() && bias->dim() == 1 && bias->size(0) == n, "lowbit.", op,
+                ": bias must be a 1-D floating-point tensor of ", n, " elements, got ", bias->scalar_type(), " of shape ",
+                bias->sizes());
+    check_same_device(x, "x", *bias, "bias", op);
+    b32 = bias->to(at::kFloat).contiguous();
+  }
+  int64_t m = 1;
+  for (int64_t d = 0; d + 1 < x.dim(); ++d) m *= x.size(d);
+  std::vector<int64_t> out_sizes = x.sizes().vec();
+  out_sizes.back() = n;
+  at::Tensor y = at::empty({m, n}, x.options().dtype(at::kFloat));
+  if (m > 0 && n > 0) {
+    const at::Tensor xf = x.to(at::kFloat).contiguous().view({m, k});
+    const float* xp = xf.data_ptr<float>();
+    const int64_t blocks = (n + kernels::kInt4Nr - 1) / kernels::kInt4Nr;
+    // Per-group sums of x (k order, float32), and the prescaled activations (int4_weight.h).
+    std::vector<float> xsum(static_cast<size_t>(m * groups));
+    std::vector<float> xscaled(static_cast<size_t>(m * k));
+    bool scaled_ok = true;
+    for (int64_t r = 0; r < m; ++r) {
+      const float* row = xp + r * k;
+      for (int64_t g = 0; g < groups; ++g) {
+        float sum = 0.0f;
+        for (int64_t kk = g * group; kk < (g + 1) * group; ++kk) sum += row[kk];
+        xsum[r * groups + g] = sum;
+      }
+      for (int64_t kk = 0; kk < k; ++kk) {
+        const float v = row[kk];
+        if (v != 0.0f && std::fabs(v) < 0x1p-100f) scaled_ok = false;
+        const int j = static_cast<int>(kk % kernels::kInt4Kb);
+        xscaled[r * k + kk] = j == 7 ? v : std::ldexp(v, -4 * j);
+      }
+    }
+    kernels::Int4LinearArgs args;
+    args.x = xp;
+    args.x_scaled = scaled_ok ? xscaled.data() : nullptr;
+    args.xsum = xsum.data();
+    args.packed = reinterpret_cast<const uint32_t*>(packed_weight.data_ptr<int32_t>());
+    args.scale = s.data_ptr<float>();
+    args.zero = z.data_ptr<int32_t>();
+    args.bias = b32.defined() ? b32.data_ptr<float>() : nullptr;
+    args.y = y.data_ptr<float>();
+    args.m = m;
+    args.n = n;
+    args.k = k;
+    args.groups = groups;
+    args.ldy = n;
+    const auto& table = kernels::int4_kernels();
+    const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, m * k));
+    at::parallel_for(0, blocks, grain, [&](int64_t b0, int64_t b1) { table.linear(args, 0, m, b0, b1); });
+  }
+  return y.to(x.scalar_type()).view(out_sizes);
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(lowbit, CPU, m) {
@@ -406,6 +553,9 @@ TORCH_LIBRARY_IMPL(lowbit, CPU, m) {
   m.impl("int8_unpack_weight", &int8_unpack_weight_cpu);
   m.impl("int8_gemm", &int8_gemm_cpu);
   m.impl("int8_linear", &int8_linear_cpu);
+  m.impl("int4_pack_weight", &int4_pack_weight_cpu);
+  m.impl("int4_unpack_weight", &int4_unpack_weight_cpu);
+  m.impl("int4_weight_linear", &int4_weight_linear_cpu);
 }
 
 }  // namespace lowbit::ops

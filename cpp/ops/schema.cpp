@@ -61,4 +61,12 @@ TORCH_LIBRARY(lowbit, m) {
       "Tensor weight_zero_point, Tensor multiplier, Tensor shift, Tensor out_zero_point, int qmin, int qmax, "
       "str rounding=\"double\") -> Tensor",
       tags);
+  // int4 weight-only linear (cpp/kernels/int4_weight.h): 4-bit codes packed 8 per int32, per-group
+  // scale and integer zero point (their [N, K / group] shape sets the group), float activations.
+  m.def("int4_pack_weight(Tensor codes) -> Tensor", tags);
+  m.def("int4_unpack_weight(Tensor packed_weight, int n) -> Tensor", tags);
+  m.def(
+      "int4_weight_linear(Tensor x, Tensor packed_weight, Tensor scale, Tensor zero_point, Tensor? bias=None) "
+      "-> Tensor",
+      tags);
 }

@@ -138,3 +138,19 @@ def _int8_linear_fake(x, packed_weight, weight_col_sums, bias, x_zero_point, wei
                       out_zero_point, qmin, qmax, rounding="double"):
     dtype = torch.uint8 if qmin >= 0 and qmax <= 255 else torch.int8
     return x.new_empty(_int8_out_sizes(x, weight_col_sums), dtype=dtype)
+
+
+@torch.library.register_fake("lowbit::int4_pack_weight")
+def _int4_pack_weight_fake(codes):
+    n, k = codes.shape
+    return codes.new_empty(((n + 7) // 8, k // 8, 8), dtype=torch.int32)
+
+
+@torch.library.register_fake("lowbit::int4_unpack_weight")
+def _int4_unpack_weight_fake(packed_weight, n):
+    return packed_weight.new_empty((n, packed_weight.shape[1] * 8), dtype=torch.uint8)
+
+
+@torch.library.register_fake("lowbit::int4_weight_linear")
+def _int4_weight_linear_fake(x, packed_weight, scale, zero_point, bias=None):
+    return x.new_empty((*x.shape[:-1], scale.shape[0]))

@@ -271,3 +271,38 @@ def int8_gemm_kernel_name(activation_dtype: torch.dtype = torch.uint8, epilogue:
     from . import _C
 
     return _C.gemm_int8_kernel_name(activation_dtype == torch.int8, epilogue == "rq")
+
+__all__ += ["int4_pack_weight", "int4_unpack_weight", "int4_weight_linear"]
+
+
+def int4_pack_weight(codes: torch.Tensor) -> torch.Tensor:
+    """Pack 4-bit weight codes ``[N, K]`` (integers in ``[0, 15]``, ``K % 8 == 0``) for
+    :func:`int4_weight_linear`: int32 ``[ceil(N/8), K/8, 8]``, eight nibbles per word (layout in
+    ``cpp/kernels/int4_weight.h``; the same on every kernel path). Typically the codes come from
+    :func:`quantize_affine` with ``(qmin, qmax) = (0, 15)`` and a ``[N, K // group]`` scale.
+    """
+    return torch.ops.lowbit.int4_pack_weight(codes)
+
+
+def int4_unpack_weight(packed_weight: torch.Tensor, n: int) -> torch.Tensor:
+    """The uint8 codes ``[n, K]`` that :func:`int4_pack_weight` packed."""
+    return torch.ops.lowbit.int4_unpack_weight(packed_weight, n)
+
+
+def int4_weight_linear(x: torch.Tensor, packed_weight: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor,
+                       bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Weight-only int4 linear layer: ``y = x @ ((q - zero_point) * scale).T + bias``.
+
+    Args:
+        x: float32, bfloat16 or float16 activations ``[..., K]``; computed in float32, returned in
+            ``x``'s dtype.
+        packed_weight: from :func:`int4_pack_weight` of the codes ``q`` ``[N, K]``.
+        scale: ``[N, K // group]`` positive scales (any float dtype; used as float32). Its shape sets
+            the group size (a multiple of 8); ``[N, 1]`` is per channel.
+        zero_point: integer ``[N, K // group]`` in ``[0, 15]`` (8 for symmetric int4).
+        bias: optional float ``[N]``.
+
+    Float arithmetic in a fixed order (``cpp/kernels/int4_weight.h``), so every kernel path gives
+    the same bits; against a float64 reference the error is that of float32 accumulation.
+    """
+    return torch.ops.lowbit.int4_weight_linear(x, packed_weight, scale, zero_point, bias)
