@@ -154,3 +154,22 @@ def _int4_unpack_weight_fake(packed_weight, n):
 @torch.library.register_fake("lowbit::int4_weight_linear")
 def _int4_weight_linear_fake(x, packed_weight, scale, zero_point, bias=None):
     return x.new_empty((*x.shape[:-1], scale.shape[0]))
+
+
+@torch.library.register_fake("lowbit::int8_pack_conv_weight")
+def _int8_pack_conv_weight_fake(weight, groups=1):
+    oc, cg, kh, kw = weight.shape
+    ocg = oc // groups
+    packed = weight.new_empty((groups, (ocg + 15) // 16, cg * kh * kw, 16), dtype=torch.int8)
+    return packed, weight.new_empty((oc,), dtype=torch.int32)
+
+
+@torch.library.register_fake("lowbit::int8_conv2d")
+def _int8_conv2d_fake(x, packed_weight, weight_col_sums, bias, x_zero_point, weight_zero_point, multiplier, shift,
+                      out_zero_point, qmin, qmax, kernel_size, stride=(1, 1), padding=(0, 0), dilation=(1, 1),
+                      groups=1, rounding="double"):
+    n, _, h, w = x.shape
+    oh = (h + 2 * padding[0] - dilation[0] * (kernel_size[0] - 1) - 1) // stride[0] + 1
+    ow = (w + 2 * padding[1] - dilation[1] * (kernel_size[1] - 1) - 1) // stride[1] + 1
+    dtype = torch.uint8 if qmin >= 0 and qmax <= 255 else torch.int8
+    return x.new_empty((n, weight_col_sums.shape[0], oh, ow), dtype=dtype)

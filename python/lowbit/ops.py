@@ -306,3 +306,37 @@ def int4_weight_linear(x: torch.Tensor, packed_weight: torch.Tensor, scale: torc
     the same bits; against a float64 reference the error is that of float32 accumulation.
     """
     return torch.ops.lowbit.int4_weight_linear(x, packed_weight, scale, zero_point, bias)
+
+__all__ += ["int8_pack_conv_weight", "int8_conv2d"]
+
+
+def _pair(v) -> list:
+    return [int(v), int(v)] if isinstance(v, int) else [int(e) for e in v]
+
+
+def int8_pack_conv_weight(weight: torch.Tensor, groups: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pack an int8 convolution weight ``[OC, C / groups, kH, kW]`` once for :func:`int8_conv2d`.
+
+    Returns ``(packed_weight, weight_col_sums)``: int8 ``[groups, ceil(OC/groups/16), C/groups·kH·kW, 16]``
+    (each group packed like :func:`int8_pack_weight` of its ``[OC/groups, C/groups·kH·kW]`` slice) and
+    int32 ``[OC]`` sums of each filter.
+    """
+    return torch.ops.lowbit.int8_pack_conv_weight(weight, groups)
+
+
+def int8_conv2d(x: torch.Tensor, packed_weight: torch.Tensor, weight_col_sums: torch.Tensor,
+                bias: Optional[torch.Tensor], x_zero_point, weight_zero_point, multiplier: torch.Tensor,
+                shift: torch.Tensor, out_zero_point, qmin: int, qmax: int, kernel_size, stride=1, padding=0,
+                dilation=1, groups: int = 1, *, rounding: str = "double") -> torch.Tensor:
+    """Quantized 2-D convolution on NCHW integer codes with the requantization fused (see
+    :func:`int8_linear` for the arithmetic and the parameters, which here are per output channel).
+
+    Zero padding pads with ``x_zero_point`` (the code of real 0). ``groups`` covers grouped and
+    depthwise (``groups = C``) convolutions. Output: NCHW codes, uint8 or int8 by ``(qmin, qmax)``.
+    """
+    x_zero_point = _as_param(x_zero_point, torch.int32, x, "x_zero_point")
+    weight_zero_point = _as_param(weight_zero_point, torch.int32, x, "weight_zero_point")
+    out_zero_point = _as_param(out_zero_point, torch.int32, x, "out_zero_point")
+    return torch.ops.lowbit.int8_conv2d(x, packed_weight, weight_col_sums, bias, x_zero_point, weight_zero_point,
+                                        multiplier, shift, out_zero_point, qmin, qmax, _pair(kernel_size),
+                                        _pair(stride), _pair(padding), _pair(dilation), groups, rounding)
