@@ -561,6 +561,61 @@ at::Tensor int8_conv2d_cpu(const at::Tensor& x, const at::Tensor& packed_weight,
   return out;
 }
 
+// ---- int8_add -----------------------------------------------------------------------------------
+
+std::array<int32_t, 3> three_int32(const at::Tensor& t, const char* op, const char* name) {
+  TORCH_CHECK(t.scalar_type() == at::kInt && t.numel() == 3, "lowbit.", op, ": ", name,
+              " must be an int32 tensor of 3 elements (a, b, out), got ", t.scalar_type(), " of shape ", t.sizes());
+  const at::Tensor c = t.contiguous();
+  const int32_t* p = c.data_ptr<int32_t>();
+  return {p[0], p[1], p[2]};
+}
+
+at::Tensor int8_add_cpu(const at::Tensor& a, const at::Tensor& b, const at::Tensor& zero_points,
+                        const at::Tensor& multipliers, const at::Tensor& shifts, int64_t qmin, int64_t qmax,
+                        int64_t left_shift, c10::string_view rounding) {
+  constexpr const char* op = "int8_add";
+  const RequantRounding mode = parse_requant_rounding(rounding, op);
+  TORCH_CHECK(a.scalar_type() == b.scalar_type() && (a.scalar_type() == at::kByte || a.scalar_type() == at::kChar),
+              "lowbit.", op, ": a and b must both be uint8 or both int8 codes, got ", a.scalar_type(), " and ",
+              b.scalar_type());
+  check_same_device(a, "a", b, "b", op);
+  TORCH_CHECK(qmin < qmax, "lowbit.", op, ": qmin must be < qmax, got qmin=", qmin, ", qmax=", qmax);
+  const bool out_u8 = qmin >= 0 && qmax <= 255;
+  TORCH_CHECK(out_u8 || (qmin >= -128 && qmax <= 127), "lowbit.", op, ": (qmin, qmax)=(", qmin, ", ", qmax,
+              ") must fit uint8 [0, 255] or int8 [-128, 127]");
+  TORCH_CHECK(left_shift >= 0 && left_shift <= 22, "lowbit.", op, ": left_shift must be in [0, 22], got ", left_shift);
+  const auto zp = three_int32(zero_points, op, "zero_points");
+  const auto mult = three_int32(multipliers, op, "multipliers");
+  const auto shf = three_int32(shifts, op, "shifts");
+  const bool in_signed = a.scalar_type() == at::kChar;
+  const int lo_in = in_signed ? -128 : 0, hi_in = in_signed ? 127 : 255;
+  for (int i = 0; i < 2; ++i) {
+    TORCH_CHECK(zp[i] >= lo_in && zp[i] <= hi_in, "lowbit.", op, ": zero_points[", i, "] = ", zp[i],
+                " is outside the range of the inputs' dtype ", a.scalar_type());
+    TORCH_CHECK(shf[i] >= -31 && shf[i] <= 0, "lowbit.", op, ": shifts[", i, "] = ", shf[i],
+                " must be in [-31, 0] (input multipliers are below 1, as int8_add_params makes them)");
+    TORCH_CHECK(mult[i] >= 0, "lowbit.", op, ": multipliers[", i, "] = ", mult[i], " must be >= 0");
+  }
+  TORCH_CHECK(zp[2] >= qmin && zp[2] <= qmax, "lowbit.", op, ": zero_points[2] = ", zp[2],
+              " (the output's) is outside [qmin, qmax] = [", qmin, ", ", qmax, "]");
+  TORCH_CHECK(shf[2] >= -31 && shf[2] <= max_requant_shift(mode), "lowbit.", op, ": shifts[2] = ", shf[2],
+              " is outside [-31, ", max_requant_shift(mode), "]");
+  const std::vector<int64_t> shape = at::infer_size(a.sizes(), b.sizes());
+  const at::Tensor ac = a.expand(shape).contiguous(), bc = b.expand(shape).contiguous();
+  at::Tensor out = at::empty(shape, a.options().dtype(out_u8 ? at::kByte : at::kChar));
+  const QuantizedAddParams p{zp[0], zp[1], mult[0], shf[0], mult[1], shf[1], mult[2], shf[2], zp[2],
+                             static_cast<int32_t>(qmin), static_cast<int32_t>(qmax), static_cast<int32_t>(left_shift)};
+  const auto fn = kernels::requant_kernels().add[static_cast<int>(mode)][in_signed ? 1 : 0][out_u8 ? 0 : 1];
+  const char* ap = static_cast<const char*>(ac.data_ptr());
+  const char* bp = static_cast<const char*>(bc.data_ptr());
+  char* op_ = static_cast<char*>(out.data_ptr());
+  at::parallel_for(0, out.numel(), kParallelGrain, [&](int64_t begin, int64_t end) {
+    fn(ap + begin, bp + begin, op_ + begin, end - begin, p);
+  });
+  return out;
+}
+
 // ---- int4 weight-only linear ------------------------------------------------------------------
 
 at::Tensor int4_pack_weight_cpu(const at::Tensor& codes) {
@@ -718,6 +773,7 @@ TORCH_LIBRARY_IMPL(lowbit, CPU, m) {
   m.impl("int8_linear", &int8_linear_cpu);
   m.impl("int8_pack_conv_weight", &int8_pack_conv_weight_cpu);
   m.impl("int8_conv2d", &int8_conv2d_cpu);
+  m.impl("int8_add", &int8_add_cpu);
   m.impl("int4_pack_weight", &int4_pack_weight_cpu);
   m.impl("int4_unpack_weight", &int4_unpack_weight_cpu);
   m.impl("int4_weight_linear", &int4_weight_linear_cpu);

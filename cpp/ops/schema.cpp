@@ -70,6 +70,12 @@ TORCH_LIBRARY(lowbit, m) {
       "int[2] kernel_size, int[2] stride=[1, 1], int[2] padding=[0, 0], int[2] dilation=[1, 1], int groups=1, "
       "str rounding=\"double\") -> Tensor",
       tags);
+  // Residual addition of two quantized tensors (TFLite's integer ADD): zero_points, multipliers and
+  // shifts are int32 [3] for (a, b, out); lowbit.ops.int8_add_params derives them from scales.
+  m.def(
+      "int8_add(Tensor a, Tensor b, Tensor zero_points, Tensor multipliers, Tensor shifts, int qmin, int qmax, "
+      "int left_shift=20, str rounding=\"double\") -> Tensor",
+      tags);
   // int4 weight-only linear (cpp/kernels/int4_weight.h): 4-bit codes packed 8 per int32, per-group
   // scale and integer zero point (their [N, K / group] shape sets the group), float activations.
   m.def("int4_pack_weight(Tensor codes) -> Tensor", tags);

@@ -173,3 +173,9 @@ def _int8_conv2d_fake(x, packed_weight, weight_col_sums, bias, x_zero_point, wei
     ow = (w + 2 * padding[1] - dilation[1] * (kernel_size[1] - 1) - 1) // stride[1] + 1
     dtype = torch.uint8 if qmin >= 0 and qmax <= 255 else torch.int8
     return x.new_empty((n, weight_col_sums.shape[0], oh, ow), dtype=dtype)
+
+
+@torch.library.register_fake("lowbit::int8_add")
+def _int8_add_fake(a, b, zero_points, multipliers, shifts, qmin, qmax, left_shift=20, rounding="double"):
+    dtype = torch.uint8 if qmin >= 0 and qmax <= 255 else torch.int8
+    return a.new_empty(torch.broadcast_shapes(a.shape, b.shape), dtype=dtype)

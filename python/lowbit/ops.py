@@ -340,3 +340,36 @@ def int8_conv2d(x: torch.Tensor, packed_weight: torch.Tensor, weight_col_sums: t
     return torch.ops.lowbit.int8_conv2d(x, packed_weight, weight_col_sums, bias, x_zero_point, weight_zero_point,
                                         multiplier, shift, out_zero_point, qmin, qmax, _pair(kernel_size),
                                         _pair(stride), _pair(padding), _pair(dilation), groups, rounding)
+
+__all__ += ["int8_add_params", "int8_add"]
+
+
+def int8_add_params(a_scale, b_scale, out_scale, *, left_shift: int = 20,
+                    rounding: str = "double") -> tuple[torch.Tensor, torch.Tensor]:
+    """Fixed-point ``(multipliers, shifts)`` (int32 ``[3]``: a, b, out) for :func:`int8_add`, by TFLite's
+    recipe: with ``t = 2·max(Sa, Sb)``, the inputs are rescaled by ``Sa/t`` and ``Sb/t`` (both <= 1/2)
+    and the sum by ``t / (2^left_shift · S_out)``, each through :func:`quantize_multiplier` in float64.
+    Scales are tensors or Python floats (one element each).
+    """
+    def as64(v):  # float32 scales widen exactly, as TFLite widens its float scales to double
+        return (v if isinstance(v, torch.Tensor) else torch.tensor(v, dtype=torch.float64)).to(torch.float64).reshape(1)
+
+    sa, sb, so = as64(a_scale), as64(b_scale), as64(out_scale)
+    twice_max = 2.0 * torch.maximum(sa, sb)
+    real = torch.cat([sa / twice_max, sb / twice_max, twice_max / (2.0**left_shift * so)])
+    return quantize_multiplier(real, rounding=rounding)
+
+
+def int8_add(a: torch.Tensor, b: torch.Tensor, zero_points, multipliers: torch.Tensor, shifts: torch.Tensor,
+             qmin: int, qmax: int, *, left_shift: int = 20, rounding: str = "double") -> torch.Tensor:
+    """Quantized residual add ``out ≈ Sa(a - za) + Sb(b - zb)`` in output codes, integer-only.
+
+    ``ya = MBQM((a - za)·2^left_shift, Ma, sa)``, likewise ``yb``, then
+    ``out = clamp(zo + MBQM(ya + yb, Mo, so), qmin, qmax)`` (TFLite ADD; ``[qmin, qmax]`` expresses a
+    fused ReLU). ``a``, ``b``: uint8 or int8 codes of one dtype (broadcastable shapes);
+    ``zero_points``: ``(za, zb, zo)`` as an int32 tensor or a sequence; ``multipliers``, ``shifts`` from
+    :func:`int8_add_params`.
+    """
+    if not isinstance(zero_points, torch.Tensor):
+        zero_points = torch.tensor(list(zero_points), dtype=torch.int32)
+    return torch.ops.lowbit.int8_add(a, b, zero_points, multipliers, shifts, qmin, qmax, left_shift, rounding)
