@@ -56,6 +56,10 @@ inline float fake_quantize_from_code(float qf, const AffineParams& p) {
   return (clamp_keep_nan(qf, p.qmin, p.qmax) - p.zero_point) * p.scale;
 }
 
+// Applies an STE mask to an incoming gradient by *multiplying* with 0/1, as PyTorch's dY * mask
+// does, so masked entries are -0 for a negative dy and NaN for a non-finite dy, bit for bit.
+inline float ste_apply(float dy, bool pass) { return dy * (pass ? 1.0f : 0.0f); }
+
 inline bool ste_integer_mask(float qf, const AffineParams& p) { return p.qmin <= qf && qf <= p.qmax; }
 inline bool ste_real_mask(float x, const AffineParams& p) { return p.real_lo <= x && x <= p.real_hi; }
 

@@ -70,7 +70,13 @@ inline QParams choose_qparams_observer(float min_val, float max_val, int64_t qmi
 // fbgemm::ChooseQuantizationParams as PyTorch 2.13's fused observer/fake-quant op computes it:
 // symmetric widening when preserve_sparsity, float32 scale from a double quotient, 0.1 when the
 // scale or its reciprocal degenerates, the 6.1e-5 small-scale cutoff, then the zero point from
-// whichever end loses less precision (in double, from the float scale), clamped and RNE-rounded.
+// whichever end has the smaller error estimate |q_end| + |end / scale| (in double, from the float
+// scale), clamped and RNE-rounded.
+// The error terms are *sums*, as in FBGEMM's src/QuantUtils.cc, which the fused op calls in a
+// USE_FBGEMM build (every x86 torch wheel). ATen's own quant_utils::ChooseQuantizationParams
+// subtracts instead; the two pick different ends for 16-bit ranges after the small-scale cutoff
+// (e.g. [-4.078e-8, 1.782e-3] in [-32768, 32767]: torch 2.13 gives -32767, the difference form
+// -32766). tests/test_ops_qparams.py checks this against torch on ~10^5 random ranges.
 inline constexpr float kFbgemmSmallScaleThreshold = 6.1e-5f;
 
 inline QParams choose_qparams_fbgemm(float min_val, float max_val, int64_t qmin64, int64_t qmax64,
@@ -105,8 +111,8 @@ inline QParams choose_qparams_fbgemm(float min_val, float max_val, int64_t qmin6
   const double s = scale;
   const double zp_from_min = qmin - lo / s;
   const double zp_from_max = qmax - hi / s;
-  const double err_min = std::abs(qmin) - std::abs(lo / s);
-  const double err_max = std::abs(qmax) - std::abs(hi / s);
+  const double err_min = std::abs(qmin) + std::abs(lo / s);
+  const double err_max = std::abs(qmax) + std::abs(hi / s);
   double zp = err_min < err_max ? zp_from_min : zp_from_max;
   if (lo < 0 && hi > 0 && symmetric) zp = static_cast<double>(qmin + qmax) / 2;
   int32_t nudged;

@@ -23,8 +23,13 @@ enum class Rounding : int32_t {
 };
 inline constexpr int kNumRoundings = 6;
 
+// A Philox4x32 block: the 128-bit counter going in, the four random words coming out.
 struct Philox4x32 {
   uint32_t v[4];
+};
+// The 64-bit Philox4x32 key.
+struct PhiloxKey {
+  uint32_t k[2];
 };
 
 LOWBIT_ISA_BEGIN
@@ -53,10 +58,11 @@ inline float round_ceil(float x) { return std::ceil(x); }
 // results are reproducible, independent of thread count, ISA and chunking, and a backward pass
 // can regenerate exactly the draws its forward used.
 
-inline Philox4x32 philox4x32_10(uint64_t counter, uint64_t seed) {
-  uint32_t c0 = static_cast<uint32_t>(counter), c1 = static_cast<uint32_t>(counter >> 32), c2 = 0,
-           c3 = 0;
-  uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
+// The full-width generator, exactly Random123's philox4x32_R(10, ctr, key): 128-bit counter,
+// 64-bit key. Checked against the Random123 known-answer vectors (tests/cpp/test_rounding.cpp).
+inline Philox4x32 philox4x32_10(Philox4x32 counter, PhiloxKey key) {
+  uint32_t c0 = counter.v[0], c1 = counter.v[1], c2 = counter.v[2], c3 = counter.v[3];
+  uint32_t k0 = key.k[0], k1 = key.k[1];
   for (int round = 0; round < 10; ++round) {
     const uint64_t p0 = static_cast<uint64_t>(0xD2511F53u) * c0;
     const uint64_t p1 = static_cast<uint64_t>(0xCD9E8D57u) * c2;
@@ -66,10 +72,16 @@ inline Philox4x32 philox4x32_10(uint64_t counter, uint64_t seed) {
     c3 = static_cast<uint32_t>(p0);
     c0 = n0;
     c2 = n2;
-    k0 += 0x9E3779B9u;
+    k0 += 0x9E3779B9u;  // the key bump after the last round is dead and folds away
     k1 += 0xBB67AE85u;
   }
   return {{c0, c1, c2, c3}};
+}
+
+// lowbit's stream form: counter words {lo(counter), hi(counter), 0, 0}, key {lo(seed), hi(seed)}.
+inline Philox4x32 philox4x32_10(uint64_t counter, uint64_t seed) {
+  const Philox4x32 words{{static_cast<uint32_t>(counter), static_cast<uint32_t>(counter >> 32), 0u, 0u}};
+  return philox4x32_10(words, PhiloxKey{{static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32)}});
 }
 
 // Uniform in [0, 1) with 24 random bits, for draw number `n` of stream `seed`.
@@ -82,10 +94,11 @@ inline float stochastic_uniform(uint64_t seed, uint64_t n) {
 // Stochastic rounding of x given a uniform draw u in [0, 1): floor(x) + 1 with probability
 // frac(x). Exact: the fraction is computed exactly, so values on the grid never move and the
 // rounding is unbiased to 2^-24 at any magnitude (unlike floor(x + u), which loses u's low bits
-// for large x). Non-finite x is returned unchanged.
+// for large x). Non-finite x is returned unchanged. copysign keeps the sign of a zero result
+// (-0.25 rounding up is -0, like ceil), which `f + 1` would lose.
 inline float round_stochastic(float x, float u) {
   const float f = std::floor(x);
-  return (u < x - f) ? f + 1.0f : f;
+  return std::copysign((u < x - f) ? f + 1.0f : f, x);
 }
 
 // Deterministic roundings by enum; Stochastic needs a draw and is handled by the caller.

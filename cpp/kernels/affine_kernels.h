@@ -24,14 +24,15 @@ inline constexpr int kNumDeterministicRoundings = 5;  // Rounding::HalfEven .. R
 
 // y[i] = FQ(x[i]); x, y of the element type; n >= 0.
 using FakeQuantForwardFn = void (*)(const void* x, void* y, int64_t n, const AffineParams& p);
-// dx[i] = mask(x[i]) ? dy[i] : 0, the mask recomputed from x (nothing is saved by the forward).
+// dx[i] = dy[i] · mask(x[i]) (ste_apply: a multiply, as PyTorch), the mask recomputed from x
+// (nothing is saved by the forward).
 using FakeQuantBackwardFn = void (*)(const void* x, const void* dy, void* dx, int64_t n,
                                      const AffineParams& p);
 // q[i] = clamp(z + R(x[i]·inv)) as the code type; NaN -> z.
 using QuantizeFn = void (*)(const void* x, void* q, int64_t n, const AffineParams& p);
 // y[i] = (q[i] - z)·scale in the element type.
 using DequantizeFn = void (*)(const void* q, void* y, int64_t n, float scale, float zero_point);
-// *min = min(*min, x[i]...), *max likewise; NaN elements are ignored.
+// *min = min(*min, x[i]...), *max likewise; NaN elements are ignored; a zero result is +0.
 using MinMaxFn = void (*)(const void* x, int64_t n, float* min_val, float* max_val);
 
 struct AffineKernels {

@@ -56,11 +56,11 @@ void fake_quantize_backward_integer_run(const void* xv, const void* dyv, void* d
   for (; i + V::kLanes <= n; i += V::kLanes) {
     const auto q = V::add(z, V::template round<R>(V::mul(V::load(x + i), inv)));
     const auto inside = V::both(V::le(lo, q), V::le(q, hi));
-    V::store(dx + i, V::select_or_zero(inside, V::load(dy + i)));
+    V::store(dx + i, V::mul_by_mask(inside, V::load(dy + i)));
   }
   for (; i < n; ++i) {
     const float q = affine_code_unclamped(load_as_float(x + i), p, R);
-    store_from_float(dx + i, ste_integer_mask(q, p) ? load_as_float(dy + i) : 0.0f);
+    store_from_float(dx + i, ste_apply(load_as_float(dy + i), ste_integer_mask(q, p)));
   }
 }
 
@@ -74,10 +74,10 @@ void fake_quantize_backward_real_run(const void* xv, const void* dyv, void* dxv,
   int64_t i = 0;
   for (; i + V::kLanes <= n; i += V::kLanes) {
     const auto v = V::load(x + i);
-    V::store(dx + i, V::select_or_zero(V::both(V::le(lo, v), V::le(v, hi)), V::load(dy + i)));
+    V::store(dx + i, V::mul_by_mask(V::both(V::le(lo, v), V::le(v, hi)), V::load(dy + i)));
   }
   for (; i < n; ++i) {
-    store_from_float(dx + i, ste_real_mask(load_as_float(x + i), p) ? load_as_float(dy + i) : 0.0f);
+    store_from_float(dx + i, ste_apply(load_as_float(dy + i), ste_real_mask(load_as_float(x + i), p)));
   }
 }
 
@@ -132,8 +132,11 @@ void minmax_run(const void* xv, int64_t n, float* min_val, float* max_val) {
     mn = v < mn ? v : mn;
     mx = v > mx ? v : mx;
   }
-  *min_val = mn;
-  *max_val = mx;
+  // A zero extremum leaves as +0: which of +0 / -0 a min/max meets first depends on the lane
+  // order, so without this the ISAs (and thread splits) disagree on its sign. `+ 0.0f` maps -0
+  // to +0 and leaves every other value, NaN and ±Inf included, unchanged.
+  *min_val = mn + 0.0f;
+  *max_val = mx + 0.0f;
 }
 
 template <typename V, typename T>

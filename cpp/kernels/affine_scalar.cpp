@@ -32,7 +32,7 @@ void fake_quantize_stochastic_backward_run(const void* xv, const void* dyv, void
   for (int64_t i = 0; i < n; ++i) {
     const float u = stochastic_uniform(seed, counter0 + static_cast<uint64_t>(i));
     const float q = affine_code_unclamped_stochastic(load_as_float(x + i), p, u);
-    store_from_float(dx + i, ste_integer_mask(q, p) ? load_as_float(dy + i) : 0.0f);
+    store_from_float(dx + i, ste_apply(load_as_float(dy + i), ste_integer_mask(q, p)));
   }
 }
 

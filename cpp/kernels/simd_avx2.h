@@ -55,7 +55,10 @@ struct VecAvx2 {
   static F max_ignore_nan(F x, F acc) { return _mm256_max_ps(x, acc); }
   static M le(F a, F b) { return _mm256_cmp_ps(a, b, _CMP_LE_OQ); }
   static M both(M a, M b) { return _mm256_and_ps(a, b); }
+  // m ? v : +0 (a select: never NaN).
   static F select_or_zero(M m, F v) { return _mm256_and_ps(m, v); }
+  // v · (m ? 1 : 0), a multiply like ste_apply (keeps -0 and NaN as PyTorch's dY * mask).
+  static F mul_by_mask(M m, F v) { return _mm256_mul_ps(v, _mm256_and_ps(m, _mm256_set1_ps(1.0f))); }
   static F copysign(F magnitude, F sign_source) {
     const F sign_mask = _mm256_set1_ps(-0.0f);
     return _mm256_or_ps(_mm256_andnot_ps(sign_mask, magnitude), _mm256_and_ps(sign_mask, sign_source));

@@ -51,6 +51,7 @@ struct VecAvx512 {
   static M le(F a, F b) { return _mm512_cmp_ps_mask(a, b, _CMP_LE_OQ); }
   static M both(M a, M b) { return static_cast<M>(a & b); }
   static F select_or_zero(M m, F v) { return _mm512_maskz_mov_ps(m, v); }
+  static F mul_by_mask(M m, F v) { return _mm512_mul_ps(v, _mm512_maskz_mov_ps(m, _mm512_set1_ps(1.0f))); }
   static F copysign(F magnitude, F sign_source) {
     const F sign_mask = _mm512_set1_ps(-0.0f);
     return _mm512_or_ps(_mm512_andnot_ps(sign_mask, magnitude), _mm512_and_ps(sign_mask, sign_source));

@@ -31,6 +31,7 @@ struct VecScalar {
   static M le(F a, F b) { return a <= b; }
   static M both(M a, M b) { return a && b; }
   static F select_or_zero(M m, F v) { return m ? v : 0.0f; }
+  static F mul_by_mask(M m, F v) { return ste_apply(v, m); }
   template <Rounding R>
   static F round(F v) { return round_by(R, v); }
   static float reduce_min(F v) { return v; }

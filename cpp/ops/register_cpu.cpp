@@ -199,16 +199,26 @@ std::tuple<at::Tensor, at::Tensor> choose_qparams_cpu(const at::Tensor& min_val,
                                                       int64_t qmin, int64_t qmax, bool symmetric,
                                                       c10::string_view method, double eps) {
   constexpr const char* op = "choose_qparams";
-  check_qrange(qmin, qmax, op);
+  const bool fbgemm = method == "fbgemm";
+  TORCH_CHECK(fbgemm || method == "observer", "lowbit.", op, ": method must be 'observer' or 'fbgemm', got '",
+              std::string(method), "'");
+  if (fbgemm) {
+    // fbgemm's integer arithmetic (qmax - qmin in int32) and torch's fused op only hold for
+    // lowbit's <= 16-bit ranges.
+    check_qrange(qmin, qmax, op);
+  } else {
+    // torch.ao observers also serve qint32 / int32 (e.g. bias) ranges; the formula is exact in
+    // int64 and the zero point fits int32.
+    TORCH_CHECK(qmin < qmax, "lowbit.", op, ": qmin must be < qmax, got qmin=", qmin, ", qmax=", qmax);
+    TORCH_CHECK(qmin >= INT32_MIN && qmax <= INT32_MAX, "lowbit.", op, ": (qmin, qmax)=(", qmin, ", ", qmax,
+                ") must lie inside the int32 range for method='observer'");
+  }
   check_same_device(min_val, "min_val", max_val, "max_val", op);
   TORCH_CHECK(min_val.sizes() == max_val.sizes(), "lowbit.", op, ": min_val and max_val must have the same ",
               "shape, got ", min_val.sizes(), " and ", max_val.sizes());
   TORCH_CHECK(min_val.is_floating_point() && max_val.is_floating_point(), "lowbit.", op,
               ": min_val and max_val must be floating point, got ", min_val.scalar_type(), " and ",
               max_val.scalar_type());
-  const bool fbgemm = method == "fbgemm";
-  TORCH_CHECK(fbgemm || method == "observer", "lowbit.", op, ": method must be 'observer' or 'fbgemm', got '",
-              std::string(method), "'");
   TORCH_CHECK(eps > 0 && std::isfinite(eps), "lowbit.", op, ": eps must be positive and finite, got ", eps);
   const at::Tensor lo = min_val.to(at::kFloat).contiguous(), hi = max_val.to(at::kFloat).contiguous();
   at::Tensor scale = at::empty(min_val.sizes(), min_val.options().dtype(at::kFloat));

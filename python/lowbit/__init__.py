@@ -15,6 +15,18 @@ _C = _C_loader.load()
 
 from . import _registrations  # noqa: E402  (fake kernels and autograd; needs the ops registered)
 from . import ops  # noqa: E402
+from . import formats  # noqa: E402
+from .spec import QuantSpec  # noqa: E402
+from . import quantizers, nn  # noqa: E402
+from .workflow import (  # noqa: E402
+    disable_fake_quant,
+    disable_observer,
+    enable_fake_quant,
+    enable_observer,
+    named_quantizers,
+    prepare_qat,
+)
+from .convert import ConversionError, SimulationReport, compare_simulation, convert  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -23,44 +23,63 @@ def code_dtype(qmin: int, qmax: int) -> torch.dtype:
     return torch.int32
 
 
+def _check_same_device(op: str, **tensors) -> None:
+    """The C++ kernels' device check, for the fake kernels: the dispatcher sends any call with a
+    meta (or fake) tensor among its arguments here, so a mix of devices would otherwise pass
+    silently (and, with one CPU input, even return uninitialised CPU memory)."""
+    named = [(name, t) for name, t in tensors.items() if t is not None]
+    first_name, first = named[0]
+    for name, t in named[1:]:
+        if t.device != first.device:
+            raise RuntimeError(f"lowbit.{op}: {first_name} is on {first.device} but {name} is on {t.device}; "
+                               "all tensors must be on one device")
+
+
 # ---- fake kernels ------------------------------------------------------------------------------
 
 
 @torch.library.register_fake("lowbit::quantize_affine")
 def _quantize_affine_fake(x, scale, zero_point, qmin, qmax, rounding="half_even", seed=None, offset=0):
+    _check_same_device("quantize_affine", x=x, scale=scale, zero_point=zero_point)
     return torch.empty_like(x, dtype=code_dtype(qmin, qmax), memory_format=torch.contiguous_format)
 
 
 @torch.library.register_fake("lowbit::dequantize_affine")
 def _dequantize_affine_fake(q, scale, zero_point, dtype=None):
+    _check_same_device("dequantize_affine", q=q, scale=scale, zero_point=zero_point)
     return torch.empty_like(q, dtype=dtype or torch.float32, memory_format=torch.contiguous_format)
 
 
 @torch.library.register_fake("lowbit::fake_quantize_affine")
 def _fake_quantize_affine_fake(x, scale, zero_point, qmin, qmax, rounding="half_even", ste="integer",
                                seed=None, offset=0, enabled=None):
+    _check_same_device("fake_quantize_affine", x=x, scale=scale, zero_point=zero_point)
     return torch.empty_like(x, memory_format=torch.contiguous_format)
 
 
 @torch.library.register_fake("lowbit::fake_quantize_affine_backward")
 def _fake_quantize_affine_backward_fake(grad, x, scale, zero_point, qmin, qmax, rounding="half_even",
                                         ste="integer", seed=None, offset=0, enabled=None):
+    _check_same_device("fake_quantize_affine_backward", x=x, grad=grad, scale=scale, zero_point=zero_point)
     return torch.empty_like(x, memory_format=torch.contiguous_format)
 
 
 @torch.library.register_fake("lowbit::choose_qparams")
 def _choose_qparams_fake(min_val, max_val, qmin, qmax, symmetric=False, method="observer", eps=2.0**-23):
+    _check_same_device("choose_qparams", min_val=min_val, max_val=max_val)
     return (torch.empty_like(min_val, dtype=torch.float32, memory_format=torch.contiguous_format),
             torch.empty_like(min_val, dtype=torch.int32, memory_format=torch.contiguous_format))
 
 
 @torch.library.register_fake("lowbit::observe_minmax_")
 def _observe_minmax_fake(x, min_val, max_val, enabled=None):
+    _check_same_device("observe_minmax_", x=x, min_val=min_val, max_val=max_val)
     return None
 
 
 @torch.library.register_fake("lowbit::observe_moving_average_minmax_")
 def _observe_moving_average_minmax_fake(x, min_val, max_val, averaging_constant=0.01, enabled=None):
+    _check_same_device("observe_moving_average_minmax_", x=x, min_val=min_val, max_val=max_val)
     return None
 
 

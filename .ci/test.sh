@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Sets up a fresh machine (via setup.sh), then runs every test:
+#   1. Catch2 suites (cpp/core, cpp/kernels) through ctest;
+#   2. the same suites once more under ASan + UBSan;
+#   3. pytest against the installed package (every kernel path this CPU has is exercised by the
+#      ISA-path tests, which compare each path with the scalar reference).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash .ci/setup.sh
+
+PY=${PYTHON:-python3}
+JOBS=$(nproc)
+
+echo "[test] Catch2 suites"
+cmake -S . -B build/ci-cpp -G Ninja -DCMAKE_BUILD_TYPE=Release \
+  -DLOWBIT_BUILD_EXTENSION=OFF -DLOWBIT_BUILD_TESTS=ON >/dev/null
+ninja -C build/ci-cpp -j"$JOBS" >/dev/null
+ctest --test-dir build/ci-cpp --output-on-failure -j"$JOBS"
+
+echo "[test] Catch2 suites under ASan + UBSan"
+cmake -S . -B build/ci-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DLOWBIT_BUILD_EXTENSION=OFF -DLOWBIT_BUILD_TESTS=ON -DLOWBIT_SANITIZE=ON >/dev/null
+ninja -C build/ci-asan -j"$JOBS" >/dev/null
+ctest --test-dir build/ci-asan --output-on-failure -j"$JOBS"
+
+echo "[test] pytest"
+# Run from tests/ so `import lowbit` resolves to the installed package, not python/ sources.
+$PY -m pytest -q -p no:cacheprovider tests
