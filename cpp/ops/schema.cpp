@@ -85,3 +85,67 @@ TORCH_LIBRARY(lowbit, m) {
       "-> Tensor",
       tags);
 }
+
+// ---- estimators: learnable and soft gradient estimators (issue 4) ----------------------------
+// Each forward op has a `_backward` op returning dx and the parameter gradients, reduced in the
+// same pass. Parameters are tensors shaped by the granularity convention; parameters of one op
+// share one shape. `rounding` is "half_even" or "stochastic" (Philox stream `seed`, element i at
+// counter seed_offset + i); ops whose forward does not round take no rounding. Optional parameter
+// gradients that do not exist (no offset, no gamma) come back as empty tensors.
+TORCH_LIBRARY_FRAGMENT(lowbit, m) {
+  m.set_python_module("lowbit._registrations");
+  const std::vector<at::Tag> tags = {at::Tag::pt2_compliant_tag};
+
+  m.def(
+      "fake_quantize_lsq(Tensor x, Tensor scale, Tensor? offset, int qmin, int qmax, float grad_scale=1.0, "
+      "str rounding=\"half_even\", Tensor? seed=None, int seed_offset=0, Tensor? enabled=None) -> Tensor",
+      tags);
+  m.def(
+      "fake_quantize_lsq_backward(Tensor grad, Tensor x, Tensor scale, Tensor? offset, int qmin, int qmax, "
+      "float grad_scale=1.0, str rounding=\"half_even\", Tensor? seed=None, int seed_offset=0, "
+      "Tensor? enabled=None) -> (Tensor, Tensor, Tensor)",
+      tags);
+  m.def(
+      "fake_quantize_learnable(Tensor x, Tensor scale, Tensor zero_point, int qmin, int qmax, "
+      "float grad_factor=1.0, Tensor? enabled=None) -> Tensor",
+      tags);
+  m.def(
+      "fake_quantize_learnable_backward(Tensor grad, Tensor x, Tensor scale, Tensor zero_point, int qmin, "
+      "int qmax, float grad_factor=1.0, Tensor? enabled=None) -> (Tensor, Tensor, Tensor)",
+      tags);
+  m.def(
+      "fake_quantize_pact(Tensor x, Tensor alpha, int bits, bool signed=False, str rounding=\"half_even\", "
+      "Tensor? seed=None, int seed_offset=0, Tensor? enabled=None) -> Tensor",
+      tags);
+  m.def(
+      "fake_quantize_pact_backward(Tensor grad, Tensor x, Tensor alpha, int bits, bool signed=False, "
+      "str rounding=\"half_even\", Tensor? seed=None, int seed_offset=0, Tensor? enabled=None) -> (Tensor, Tensor)",
+      tags);
+  m.def(
+      "fake_quantize_qil(Tensor x, Tensor c, Tensor d, Tensor? gamma, int bits, bool weight=True, "
+      "str rounding=\"half_even\", Tensor? seed=None, int seed_offset=0, Tensor? enabled=None) -> Tensor",
+      tags);
+  m.def(
+      "fake_quantize_qil_backward(Tensor grad, Tensor x, Tensor c, Tensor d, Tensor? gamma, int bits, "
+      "bool weight=True, str rounding=\"half_even\", Tensor? seed=None, int seed_offset=0, "
+      "Tensor? enabled=None) -> (Tensor, Tensor, Tensor, Tensor)",
+      tags);
+  m.def(
+      "fake_quantize_dsq(Tensor x, Tensor lower, Tensor upper, Tensor alpha, int bits, str mode=\"hard\", "
+      "str rounding=\"half_even\", Tensor? seed=None, int seed_offset=0, Tensor? enabled=None) -> Tensor",
+      tags);
+  m.def(
+      "fake_quantize_dsq_backward(Tensor grad, Tensor x, Tensor lower, Tensor upper, Tensor alpha, int bits, "
+      "str mode=\"hard\", str rounding=\"half_even\", Tensor? seed=None, int seed_offset=0, "
+      "Tensor? enabled=None) -> (Tensor, Tensor, Tensor, Tensor)",
+      tags);
+  m.def(
+      "fake_quantize_sigmoid(Tensor x, Tensor levels, Tensor thresholds, Tensor alpha, Tensor beta, "
+      "Tensor temperature, bool hard=False, Tensor? enabled=None) -> Tensor",
+      tags);
+  m.def(
+      "fake_quantize_sigmoid_backward(Tensor grad, Tensor x, Tensor levels, Tensor thresholds, Tensor alpha, "
+      "Tensor beta, Tensor temperature, bool hard=False, Tensor? enabled=None) -> (Tensor, Tensor, Tensor)",
+      tags);
+}
+// ---- end estimators --------------------------------------------------------------------------

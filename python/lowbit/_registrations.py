@@ -198,3 +198,214 @@ def _int8_conv2d_fake(x, packed_weight, weight_col_sums, bias, x_zero_point, wei
 def _int8_add_fake(a, b, zero_points, multipliers, shifts, qmin, qmax, left_shift=20, rounding="double"):
     dtype = torch.uint8 if qmin >= 0 and qmax <= 255 else torch.int8
     return a.new_empty(torch.broadcast_shapes(a.shape, b.shape), dtype=dtype)
+# ==== estimators: learnable and soft gradient estimators (issue 4) ==============================
+# Fake kernels describe outputs only; parameter gradients come back shaped like their parameter
+# (contiguous, its dtype), absent optional ones as empty tensors. Every autograd formula saves
+# only the input and the (tiny) parameters: the backward ops recompute masks, codes and
+# transcendental terms from x, so a quantizer keeps no full-size tensor of its own alive
+# (lowbit.ops.estimator_saved_bytes_per_element reports it; tests check it).
+
+
+def _param_grad_fake(p):
+    return torch.empty_like(p, memory_format=torch.contiguous_format)
+
+
+def _absent_grad_fake(like):
+    return like.new_empty((0,))
+
+
+def _x_like(x):
+    return torch.empty_like(x, memory_format=torch.contiguous_format)
+
+
+@torch.library.register_fake("lowbit::fake_quantize_lsq")
+def _fake_quantize_lsq_fake(x, scale, offset, qmin, qmax, grad_scale=1.0, rounding="half_even", seed=None,
+                            seed_offset=0, enabled=None):
+    _check_same_device("fake_quantize_lsq", x=x, scale=scale, offset=offset)
+    return _x_like(x)
+
+
+@torch.library.register_fake("lowbit::fake_quantize_lsq_backward")
+def _fake_quantize_lsq_backward_fake(grad, x, scale, offset, qmin, qmax, grad_scale=1.0, rounding="half_even",
+                                     seed=None, seed_offset=0, enabled=None):
+    _check_same_device("fake_quantize_lsq_backward", x=x, grad=grad, scale=scale, offset=offset)
+    return (_x_like(x), _param_grad_fake(scale),
+            _param_grad_fake(offset) if offset is not None else _absent_grad_fake(scale))
+
+
+@torch.library.register_fake("lowbit::fake_quantize_learnable")
+def _fake_quantize_learnable_fake(x, scale, zero_point, qmin, qmax, grad_factor=1.0, enabled=None):
+    _check_same_device("fake_quantize_learnable", x=x, scale=scale, zero_point=zero_point)
+    return _x_like(x)
+
+
+@torch.library.register_fake("lowbit::fake_quantize_learnable_backward")
+def _fake_quantize_learnable_backward_fake(grad, x, scale, zero_point, qmin, qmax, grad_factor=1.0, enabled=None):
+    _check_same_device("fake_quantize_learnable_backward", x=x, grad=grad, scale=scale, zero_point=zero_point)
+    return _x_like(x), _param_grad_fake(scale), _param_grad_fake(zero_point)
+
+
+@torch.library.register_fake("lowbit::fake_quantize_pact")
+def _fake_quantize_pact_fake(x, alpha, bits, signed=False, rounding="half_even", seed=None, seed_offset=0,
+                             enabled=None):
+    _check_same_device("fake_quantize_pact", x=x, alpha=alpha)
+    return _x_like(x)
+
+
+@torch.library.register_fake("lowbit::fake_quantize_pact_backward")
+def _fake_quantize_pact_backward_fake(grad, x, alpha, bits, signed=False, rounding="half_even", seed=None,
+                                      seed_offset=0, enabled=None):
+    _check_same_device("fake_quantize_pact_backward", x=x, grad=grad, alpha=alpha)
+    return _x_like(x), _param_grad_fake(alpha)
+
+
+@torch.library.register_fake("lowbit::fake_quantize_qil")
+def _fake_quantize_qil_fake(x, c, d, gamma, bits, weight=True, rounding="half_even", seed=None, seed_offset=0,
+                            enabled=None):
+    _check_same_device("fake_quantize_qil", x=x, c=c, d=d, gamma=gamma)
+    return _x_like(x)
+
+
+@torch.library.register_fake("lowbit::fake_quantize_qil_backward")
+def _fake_quantize_qil_backward_fake(grad, x, c, d, gamma, bits, weight=True, rounding="half_even", seed=None,
+                                     seed_offset=0, enabled=None):
+    _check_same_device("fake_quantize_qil_backward", x=x, grad=grad, c=c, d=d, gamma=gamma)
+    return (_x_like(x), _param_grad_fake(c), _param_grad_fake(d),
+            _param_grad_fake(gamma) if gamma is not None else _absent_grad_fake(c))
+
+
+@torch.library.register_fake("lowbit::fake_quantize_dsq")
+def _fake_quantize_dsq_fake(x, lower, upper, alpha, bits, mode="hard", rounding="half_even", seed=None,
+                            seed_offset=0, enabled=None):
+    _check_same_device("fake_quantize_dsq", x=x, lower=lower, upper=upper, alpha=alpha)
+    return _x_like(x)
+
+
+@torch.library.register_fake("lowbit::fake_quantize_dsq_backward")
+def _fake_quantize_dsq_backward_fake(grad, x, lower, upper, alpha, bits, mode="hard", rounding="half_even",
+                                     seed=None, seed_offset=0, enabled=None):
+    _check_same_device("fake_quantize_dsq_backward", x=x, grad=grad, lower=lower, upper=upper, alpha=alpha)
+    return _x_like(x), _param_grad_fake(lower), _param_grad_fake(upper), _param_grad_fake(alpha)
+
+
+@torch.library.register_fake("lowbit::fake_quantize_sigmoid")
+def _fake_quantize_sigmoid_fake(x, levels, thresholds, alpha, beta, temperature, hard=False, enabled=None):
+    _check_same_device("fake_quantize_sigmoid", x=x, levels=levels, thresholds=thresholds, alpha=alpha, beta=beta,
+                       temperature=temperature)
+    return _x_like(x)
+
+
+@torch.library.register_fake("lowbit::fake_quantize_sigmoid_backward")
+def _fake_quantize_sigmoid_backward_fake(grad, x, levels, thresholds, alpha, beta, temperature, hard=False,
+                                         enabled=None):
+    _check_same_device("fake_quantize_sigmoid_backward", x=x, grad=grad, levels=levels, thresholds=thresholds,
+                       alpha=alpha, beta=beta, temperature=temperature)
+    return _x_like(x), _param_grad_fake(alpha), _param_grad_fake(beta)
+
+
+# ---- estimator autograd ------------------------------------------------------------------------
+# Each backward returns one gradient per op argument: x and the learnable parameters get theirs,
+# everything else (ranges, bits, flags, seed, enabled) None.
+
+
+def _lsq_setup(ctx, inputs, output):
+    x, scale, offset, qmin, qmax, grad_scale, rounding, seed, seed_offset, enabled = inputs
+    ctx.args = (qmin, qmax, grad_scale, rounding, seed_offset)
+    ctx.save_for_backward(x, scale, offset, seed, enabled)
+
+
+def _lsq_backward(ctx, grad):
+    x, scale, offset, seed, enabled = ctx.saved_tensors
+    qmin, qmax, grad_scale, rounding, seed_offset = ctx.args
+    dx, dscale, doffset = lib.fake_quantize_lsq_backward(grad, x, scale, offset, qmin, qmax, grad_scale, rounding,
+                                                         seed, seed_offset, enabled)
+    return dx, dscale, (doffset if offset is not None else None), None, None, None, None, None, None, None
+
+
+torch.library.register_autograd("lowbit::fake_quantize_lsq", _lsq_backward, setup_context=_lsq_setup)
+
+
+def _learnable_setup(ctx, inputs, output):
+    x, scale, zero_point, qmin, qmax, grad_factor, enabled = inputs
+    ctx.args = (qmin, qmax, grad_factor)
+    ctx.save_for_backward(x, scale, zero_point, enabled)
+
+
+def _learnable_backward(ctx, grad):
+    x, scale, zero_point, enabled = ctx.saved_tensors
+    qmin, qmax, grad_factor = ctx.args
+    dx, dscale, dzero_point = lib.fake_quantize_learnable_backward(grad, x, scale, zero_point, qmin, qmax,
+                                                                   grad_factor, enabled)
+    return dx, dscale, dzero_point, None, None, None, None
+
+
+torch.library.register_autograd("lowbit::fake_quantize_learnable", _learnable_backward,
+                                setup_context=_learnable_setup)
+
+
+def _pact_setup(ctx, inputs, output):
+    x, alpha, bits, signed, rounding, seed, seed_offset, enabled = inputs
+    ctx.args = (bits, signed, rounding, seed_offset)
+    ctx.save_for_backward(x, alpha, seed, enabled)
+
+
+def _pact_backward(ctx, grad):
+    x, alpha, seed, enabled = ctx.saved_tensors
+    bits, signed, rounding, seed_offset = ctx.args
+    dx, dalpha = lib.fake_quantize_pact_backward(grad, x, alpha, bits, signed, rounding, seed, seed_offset, enabled)
+    return dx, dalpha, None, None, None, None, None, None
+
+
+torch.library.register_autograd("lowbit::fake_quantize_pact", _pact_backward, setup_context=_pact_setup)
+
+
+def _qil_setup(ctx, inputs, output):
+    x, c, d, gamma, bits, weight, rounding, seed, seed_offset, enabled = inputs
+    ctx.args = (bits, weight, rounding, seed_offset)
+    ctx.save_for_backward(x, c, d, gamma, seed, enabled)
+
+
+def _qil_backward(ctx, grad):
+    x, c, d, gamma, seed, enabled = ctx.saved_tensors
+    bits, weight, rounding, seed_offset = ctx.args
+    dx, dc, dd, dgamma = lib.fake_quantize_qil_backward(grad, x, c, d, gamma, bits, weight, rounding, seed,
+                                                        seed_offset, enabled)
+    return dx, dc, dd, (dgamma if gamma is not None else None), None, None, None, None, None, None
+
+
+torch.library.register_autograd("lowbit::fake_quantize_qil", _qil_backward, setup_context=_qil_setup)
+
+
+def _dsq_setup(ctx, inputs, output):
+    x, lower, upper, alpha, bits, mode, rounding, seed, seed_offset, enabled = inputs
+    ctx.args = (bits, mode, rounding, seed_offset)
+    ctx.save_for_backward(x, lower, upper, alpha, seed, enabled)
+
+
+def _dsq_backward(ctx, grad):
+    x, lower, upper, alpha, seed, enabled = ctx.saved_tensors
+    bits, mode, rounding, seed_offset = ctx.args
+    dx, dlower, dupper, dalpha = lib.fake_quantize_dsq_backward(grad, x, lower, upper, alpha, bits, mode, rounding,
+                                                                seed, seed_offset, enabled)
+    return dx, dlower, dupper, dalpha, None, None, None, None, None, None
+
+
+torch.library.register_autograd("lowbit::fake_quantize_dsq", _dsq_backward, setup_context=_dsq_setup)
+
+
+def _sigmoid_setup(ctx, inputs, output):
+    x, levels, thresholds, alpha, beta, temperature, hard, enabled = inputs
+    ctx.args = (hard,)
+    ctx.save_for_backward(x, levels, thresholds, alpha, beta, temperature, enabled)
+
+
+def _sigmoid_backward(ctx, grad):
+    x, levels, thresholds, alpha, beta, temperature, enabled = ctx.saved_tensors
+    (hard,) = ctx.args
+    dx, dalpha, dbeta = lib.fake_quantize_sigmoid_backward(grad, x, levels, thresholds, alpha, beta, temperature,
+                                                           hard, enabled)
+    return dx, None, None, dalpha, dbeta, None, None, None
+
+
+torch.library.register_autograd("lowbit::fake_quantize_sigmoid", _sigmoid_backward, setup_context=_sigmoid_setup)
+# ==== end estimators ============================================================================

@@ -373,3 +373,428 @@ def int8_add(a: torch.Tensor, b: torch.Tensor, zero_points, multipliers: torch.T
     if not isinstance(zero_points, torch.Tensor):
         zero_points = torch.tensor(list(zero_points), dtype=torch.int32)
     return torch.ops.lowbit.int8_add(a, b, zero_points, multipliers, shifts, qmin, qmax, left_shift, rounding)
+# ==== estimators: learnable and soft gradient estimators (issue 4) ==============================
+# Formulas, defaults and test vectors: METHODS.md §2–§7; the per-element specifications are the
+# cpp/core headers lsq.h, pact.h, qil.h, soft_quant.h. Every op here is differentiable in x and
+# in its learnable parameters; the backward is one fused pass that also reduces the parameter
+# gradients (deterministically: independent of thread count and kernel path), and autograd keeps
+# nothing but the input and the parameters alive (see estimator_saved_bytes_per_element).
+#
+# Parameters are tensors shaped by the granularity convention above. Parameters of one op may
+# have different (broadcastable) shapes: they are broadcast to a common shape here, and autograd
+# sums their gradients back.
+
+import math as _math
+
+ESTIMATOR_ROUNDINGS = ("half_even", "stochastic")
+DSQ_MODES = ("hard", "soft")
+
+# Every estimator's autograd node saves the input x (plus parameters, a few bytes): the backward
+# ops recompute masks, codes and soft terms from x. The input is usually alive anyway (a weight,
+# or an activation the previous layer also saves), so the quantizer adds no full-size memory.
+ESTIMATOR_SAVED_INPUTS = {
+    "ste": ("x",),
+    "lsq": ("x",),
+    "lsq+": ("x",),
+    "learnable": ("x",),
+    "pact": ("x",),
+    "qil": ("x",),
+    "dsq": ("x",),
+    "sigmoid": ("x",),
+}
+
+__all__ += [
+    "ESTIMATOR_ROUNDINGS",
+    "DSQ_MODES",
+    "ESTIMATOR_SAVED_INPUTS",
+    "estimator_saved_bytes_per_element",
+    "fake_quantize_lsq",
+    "fake_quantize_learnable",
+    "fake_quantize_pact",
+    "fake_quantize_qil",
+    "fake_quantize_dsq",
+    "fake_quantize_sigmoid",
+    "lsq_grad_scale",
+    "lsq_init_scale",
+    "lsq_plus_init_weight_scale",
+    "lsq_plus_init_activation",
+    "pact_regularizer",
+    "sigmoid_temperature",
+    "sigmoid_levels",
+    "sigmoid_thresholds",
+]
+
+
+def estimator_saved_bytes_per_element(estimator: str, dtype: torch.dtype = torch.float32) -> int:
+    """Bytes per input element an estimator's autograd node keeps for its backward pass.
+
+    Every lowbit estimator saves only the input ``x`` (``dtype``'s size: 4 for float32, 2 for
+    float16/bfloat16) plus its parameters; masks, integer codes and soft terms are recomputed by
+    the backward op. (PyTorch's ``_fake_quantize_learnable_*`` saves the input too, but its
+    backward materialises three more full-size tensors.)
+    """
+    if estimator not in ESTIMATOR_SAVED_INPUTS:
+        raise ValueError(f"estimator must be one of {', '.join(map(repr, ESTIMATOR_SAVED_INPUTS))}; "
+                         f"got estimator={estimator!r}")
+    if dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise ValueError(f"dtype must be float32, float16 or bfloat16, got dtype={dtype}")
+    return len(ESTIMATOR_SAVED_INPUTS[estimator]) * torch.empty((), dtype=dtype).element_size()
+
+
+def _estimator_param(value, like: torch.Tensor, name: str) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        if not value.is_floating_point():
+            raise TypeError(f"{name} must be a floating-point tensor, got {name}.dtype={value.dtype}")
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        # Convenient in eager code; under torch.compile pass tensors (a Python number is a guard).
+        return torch.tensor([float(value)], dtype=torch.float32, device=like.device)
+    raise TypeError(f"{name} must be a tensor (or a Python number), got {type(value).__name__}")
+
+
+def _broadcast(*params: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    shapes = {tuple(p.shape) for p in params}
+    if len(shapes) == 1:
+        return params
+    return tuple(torch.broadcast_tensors(*params))
+
+
+def _check_rounding(rounding: str) -> None:
+    if rounding not in ESTIMATOR_ROUNDINGS:
+        raise ValueError(f"rounding must be one of {', '.join(map(repr, ESTIMATOR_ROUNDINGS))}; "
+                         f"got rounding={rounding!r}")
+
+
+def _check_positive_number(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not _math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive finite number, got {name}={value!r}")
+    return float(value)
+
+
+def fake_quantize_lsq(x: torch.Tensor, scale: torch.Tensor, qmin: int, qmax: int, *,
+                      offset: Optional[torch.Tensor] = None, grad_scale: float = 1.0, rounding: str = "half_even",
+                      seed: Seed = None, seed_offset: int = 0, enabled: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """LSQ (Esser et al. 2020), or LSQ+ (Bhalgat et al. 2020) when ``offset`` (β) is given.
+
+    ``y = clamp(R((x - β) / s), qmin, qmax) * s + β`` with ``1/s`` taken in float32 and ``R``
+    round-half-to-even (or stochastic). Gradients (METHODS §4.1–4.2), with the real-domain clip
+    test ``qmin < v < qmax`` on ``v = (x - β)/s``:
+
+    * ``dx = dy`` inside, 0 outside;
+    * ``ds = grad_scale * Σ dy·(R(v) - v)`` inside, ``dy·qmin`` / ``dy·qmax`` when clipped;
+    * ``dβ = grad_scale * Σ dy`` over clipped elements.
+
+    Args:
+        scale: the step ``s``; any shape that tiles ``x``. Values below 2^-23 (also <= 0) are
+            used as 2^-23, with the gradient passed on unchanged; non-finite values are errors.
+        qmin, qmax: the integer range, e.g. ``(-2**(b-1), 2**(b-1)-1)`` for weights,
+            ``(0, 2**b - 1)`` for activations.
+        offset: LSQ+'s learnable offset β, broadcastable with ``scale``.
+        grad_scale: the paper's ``g`` multiplying the step-size (and offset) gradients; see
+            :func:`lsq_grad_scale`. A constant per layer: under ``torch.compile`` a Python float
+            is baked into the graph, so changing it recompiles.
+        rounding: ``"half_even"`` or ``"stochastic"`` (Philox stream ``seed``, element ``i`` at
+            counter ``seed_offset + i``; ``seed=None`` draws one from torch's generator).
+        enabled: optional one-element bool tensor; False returns ``x`` (a copy), passes gradients
+            through and gives the parameters zero gradients. Every estimator op takes it; a
+            tensor, so toggling it never recompiles a compiled graph.
+    """
+    _check_rounding(rounding)
+    grad_scale = _check_positive_number(grad_scale, "grad_scale")
+    scale = _estimator_param(scale, x, "scale")
+    if offset is not None:
+        scale, offset = _broadcast(scale, _estimator_param(offset, x, "offset"))
+    return torch.ops.lowbit.fake_quantize_lsq(x, scale, offset, qmin, qmax, grad_scale, rounding,
+                                              _seed_tensor(seed, rounding, x), seed_offset, enabled)
+
+
+def fake_quantize_learnable(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, qmin: int, qmax: int, *,
+                            grad_factor: float = 1.0, enabled: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """PyTorch's learnable fake quantization, bit for bit.
+
+    Equals ``torch._fake_quantize_learnable_per_tensor_affine`` (a one-element ``scale``) and
+    ``torch._fake_quantize_learnable_per_channel_affine`` (``scale`` of shape ``[C, 1, ...]``
+    for channel axis 0, or any shape by the granularity convention): the same outputs and input
+    gradients bit for bit, the same per-element scale and zero-point gradient terms, including
+    the per-tensor zero-point quirk (METHODS §4.3: the forward rounds the zero point half to
+    even, the backward uses ``trunc(z + 0.5)``). The parameter gradients are lowbit's
+    deterministic sums of those terms; PyTorch sums them with ``at::sum`` in a thread- and
+    vector-width-dependent order, so totals agree to float32 rounding of the sum.
+
+    ``zero_point`` is a float tensor shaped like ``scale`` (it is learned). Scales below 2^-23
+    (also <= 0) are used as 2^-23, as torch.ao's ``_LearnableFakeQuantize`` clamps them; unlike
+    PyTorch's backward, ``qmin <= 0 <= qmax`` is not required. ``grad_factor`` multiplies both
+    parameter gradients (``_LearnableFakeQuantize`` uses ``1/sqrt(x.numel() * qmax)``).
+    """
+    if isinstance(grad_factor, bool) or not isinstance(grad_factor, (int, float)) or not _math.isfinite(grad_factor):
+        raise ValueError(f"grad_factor must be a finite number, got grad_factor={grad_factor!r}")
+    scale = _estimator_param(scale, x, "scale")
+    zero_point = _estimator_param(zero_point, x, "zero_point")
+    scale, zero_point = _broadcast(scale, zero_point)
+    return torch.ops.lowbit.fake_quantize_learnable(x, scale, zero_point, qmin, qmax, float(grad_factor), enabled)
+
+
+def fake_quantize_pact(x: torch.Tensor, alpha: torch.Tensor, bits: int, *, signed: bool = False,
+                       rounding: str = "half_even", seed: Seed = None, seed_offset: int = 0,
+                       enabled: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """PACT (Choi et al. 2018): a learnable clip ``α``, then ``bits``-bit uniform quantization.
+
+    ``y = R(clamp(x, lo, α) * L/α) * α/L`` with ``lo = 0, L = 2^bits - 1`` (``signed=False``,
+    activations after a ReLU) or ``lo = -α, L = 2^(bits-1) - 1`` (``signed=True``). Gradients:
+    ``dx = dy`` for ``lo <= x <= α``; ``dα = Σ dy`` over ``x >= α`` (minus ``Σ dy`` over
+    ``x <= -α`` when signed); the step's dependence on α is dropped, as in the paper. ``α``
+    below 2^-23 is used as 2^-23. Add :func:`pact_regularizer` to the loss for the paper's L2
+    term on α.
+    """
+    _check_rounding(rounding)
+    alpha = _estimator_param(alpha, x, "alpha")
+    return torch.ops.lowbit.fake_quantize_pact(x, alpha, bits, bool(signed), rounding, _seed_tensor(seed, rounding, x),
+                                               seed_offset, enabled)
+
+
+def fake_quantize_qil(x: torch.Tensor, c: torch.Tensor, d: torch.Tensor, gamma: Optional[torch.Tensor], bits: int, *,
+                      weight: bool = True, rounding: str = "half_even", seed: Seed = None,
+                      seed_offset: int = 0, enabled: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """QIL (Jung et al. 2019): the interval transformer ``[c - d, c + d]`` and the discretizer.
+
+    Weights (``weight=True``): ``|w| < c - d`` gives 0 (pruned), ``|w| > c + d`` gives
+    ``sign(w)`` (clipped), otherwise ``sign(w) * (α|w| + β)^γ`` with ``α = 0.5/d``,
+    ``β = 0.5 - 0.5c/d``; then ``D(t) = R(t * qD)/qD`` with ``qD = 2^(bits-1) - 1``. Outputs lie
+    in ``[-1, 1]`` (the layer's scale is absorbed by what follows, as in the paper).
+    Activations (``weight=False``): the same on ``x`` without sign, outputs in ``[0, 1]``,
+    ``qD = 2^bits - 1``; the paper fixes ``γ = 1``: pass ``gamma=None``.
+
+    Gradients flow inside the interval only (METHODS §5) to ``x``, ``c``, ``d`` and ``γ``. With a
+    ``gamma`` tensor, ``u^γ`` uses lowbit's float32 exp/log (relative error ~1e-7; ``γ = 1``
+    reproduces ``u`` to that accuracy); ``gamma=None`` means ``γ = 1`` exactly and no γ gradient.
+    Clamps: ``d, γ >= 2^-23``, ``c >= d``; non-finite parameters are errors.
+    """
+    _check_rounding(rounding)
+    c = _estimator_param(c, x, "c")
+    d = _estimator_param(d, x, "d")
+    if gamma is None:
+        c, d = _broadcast(c, d)
+    else:
+        c, d, gamma = _broadcast(c, d, _estimator_param(gamma, x, "gamma"))
+    return torch.ops.lowbit.fake_quantize_qil(x, c, d, gamma, bits, bool(weight), rounding,
+                                              _seed_tensor(seed, rounding, x), seed_offset, enabled)
+
+
+def fake_quantize_dsq(x: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor, alpha: torch.Tensor, bits: int, *,
+                      mode: str = "hard", rounding: str = "half_even", seed: Seed = None,
+                      seed_offset: int = 0, enabled: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """DSQ (Gong et al. 2019): a tanh staircase on ``[lower, upper]`` with learnable ``α``.
+
+    ``Δ = (upper - lower)/(2^bits - 1)``; inside interval ``i`` the soft staircase is
+    ``Q_S = lower + Δ(i + (s·tanh(k(x - m_i)) + 1)/2)`` with ``s = 1/(1-α)``,
+    ``k = ln(2/α - 1)/Δ``.
+
+    Args:
+        mode: ``"hard"`` (default): the forward is the hard staircase ``lower + Δ·R(v)`` clamped
+            to ``[lower, upper]`` — what the deployed integer model computes, so training sees
+            no train/inference mismatch — and the backward is the soft staircase's derivative
+            (METHODS §6.1). ``"soft"``: the forward is ``Q_S`` itself (some descriptions of DSQ
+            train that way); same backward. At inference use ``"hard"``.
+        rounding: ``"stochastic"`` is available in hard mode only.
+
+    Gradients (both modes) to ``x``, ``lower``, ``upper`` and ``α`` are those of ``Q_S`` with the
+    interval index held constant; outside the range only the nearer bound receives ``dy``.
+    ``α`` is clamped to ``[1e-4, 0.5]`` (gradient passed on unchanged); ``upper <= lower`` is an
+    error.
+    """
+    _check_rounding(rounding)
+    if mode not in DSQ_MODES:
+        raise ValueError(f"mode must be one of {', '.join(map(repr, DSQ_MODES))}; got mode={mode!r}")
+    lower, upper, alpha = _broadcast(_estimator_param(lower, x, "lower"), _estimator_param(upper, x, "upper"),
+                                     _estimator_param(alpha, x, "alpha"))
+    return torch.ops.lowbit.fake_quantize_dsq(x, lower, upper, alpha, bits, mode, rounding,
+                                              _seed_tensor(seed, rounding, x), seed_offset, enabled)
+
+
+def fake_quantize_sigmoid(x: torch.Tensor, levels: torch.Tensor, thresholds: torch.Tensor, alpha: torch.Tensor,
+                          beta: torch.Tensor, temperature: torch.Tensor, *, hard: bool = False,
+                          enabled: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Quantization Networks' sigmoid staircase (Yang et al. 2019).
+
+    ``y = α·(y_0 + Σ_i s_i·σ(T·(β·x - b_i)))`` with levels ``y_0 < ... < y_n`` (steps
+    ``s_i = y_i - y_{i-1}``), fixed thresholds ``b_1 <= ... <= b_n`` and learnable ``α``, ``β``
+    (shaped by the granularity convention). ``hard=True`` replaces σ by the unit step — the
+    inference form, whose values are exactly ``α·y_j``; its backward is still the soft one.
+    For symmetric levels ``y_0 = -½Σs_i`` is the paper's offset ``-o``; for levels starting at 0
+    (activations) there is no offset.
+
+    Gradients: ``dx = dy·αβT·Σ s_i g_i(1-g_i)``, ``dα = Σ dy·(y_0 + Σ s_i g_i)``,
+    ``dβ = Σ dy·αT·x·Σ s_i g_i(1-g_i)``; thresholds, levels and temperature get none.
+
+    Args:
+        levels: 1-D, strictly increasing (see :func:`sigmoid_levels`).
+        thresholds: 1-D, one fewer than levels, non-decreasing (see :func:`sigmoid_thresholds`).
+        temperature: a one-element tensor > 0 (a tensor, so a schedule never recompiles a
+            compiled graph; see :func:`sigmoid_temperature`).
+    """
+    alpha, beta = _broadcast(_estimator_param(alpha, x, "alpha"), _estimator_param(beta, x, "beta"))
+    levels = _estimator_param(levels, x, "levels")
+    thresholds = _estimator_param(thresholds, x, "thresholds")
+    temperature = _estimator_param(temperature, x, "temperature")
+    return torch.ops.lowbit.fake_quantize_sigmoid(x, levels, thresholds, alpha, beta, temperature, bool(hard), enabled)
+
+
+# ---- estimator helpers: gradient scale, initialisation, regulariser, schedules --------------------
+
+
+def lsq_grad_scale(numel: int, qmax: int) -> float:
+    """LSQ's step-size gradient scale ``g = 1/sqrt(N·QP)``.
+
+    ``N``: the number of weights of the layer, or the number of activation *features* (elements
+    of one sample, batch excluded); ``QP = qmax``. Example: ``lsq_grad_scale(1000, 3)`` =
+    0.018257418583505537.
+    """
+    if isinstance(numel, bool) or not isinstance(numel, int) or numel < 1:
+        raise ValueError(f"lsq_grad_scale: numel must be a positive int, got numel={numel!r}")
+    if isinstance(qmax, bool) or not isinstance(qmax, int) or qmax < 1:
+        raise ValueError(f"lsq_grad_scale: qmax must be a positive int, got qmax={qmax!r}")
+    return 1.0 / _math.sqrt(numel * qmax)
+
+
+def _padded_shape(param_shape, ndim: int, name: str) -> tuple[int, ...]:
+    shape = tuple(int(s) for s in param_shape)
+    while len(shape) > ndim and shape[0] == 1:
+        shape = shape[1:]
+    if len(shape) > ndim:
+        raise ValueError(f"{name}: param_shape {tuple(param_shape)} has more dimensions than the input ({ndim})")
+    return (1,) * (ndim - len(shape)) + shape
+
+
+def _blocks(x: torch.Tensor, param_shape, name: str) -> tuple[torch.Tensor, tuple[int, ...]]:
+    """x viewed as [p0, b0, p1, b1, ...] (p: parameter blocks, b: elements per block) and the
+    padded parameter shape; reducing over the odd dimensions gives per-block statistics."""
+    pshape = _padded_shape(param_shape, x.dim(), name)
+    view = []
+    for xs, ps in zip(x.shape, pshape):
+        if ps < 1 or xs % ps != 0:
+            raise ValueError(f"{name}: param_shape {tuple(param_shape)} does not tile the input shape "
+                             f"{tuple(x.shape)}")
+        view += [ps, xs // ps]
+    return x.reshape(view), pshape
+
+
+def _block_reduce(x: torch.Tensor, param_shape, fn, name: str) -> torch.Tensor:
+    xb, _ = _blocks(x, param_shape, name)
+    dims = tuple(range(1, xb.dim(), 2))
+    return fn(xb, dims).reshape(tuple(int(s) for s in param_shape))
+
+
+def lsq_init_scale(x: torch.Tensor, qmax: int, *, param_shape=(1,)) -> torch.Tensor:
+    """LSQ's initial step ``s0 = 2·mean(|x|)/sqrt(QP)`` per block of ``param_shape`` (float32)."""
+    if qmax < 1:
+        raise ValueError(f"lsq_init_scale: qmax must be >= 1, got qmax={qmax}")
+    with torch.no_grad():
+        mean_abs = _block_reduce(x.detach().float().abs(), param_shape, lambda t, d: t.mean(dim=d), "lsq_init_scale")
+        s = 2.0 * mean_abs / _math.sqrt(qmax)
+        return s.clamp_min(2.0**-23)
+
+
+def lsq_plus_init_weight_scale(w: torch.Tensor, bits: int, *, param_shape=(1,)) -> torch.Tensor:
+    """LSQ+'s weight initialisation ``s = max(|μ - 3σ|, |μ + 3σ|) / 2^(bits-1)`` per block.
+
+    (METHODS §4.2 marks the constants as recalled from the paper, not confirmed.)
+    """
+    if not 2 <= bits <= 16:
+        raise ValueError(f"lsq_plus_init_weight_scale: bits must be in [2, 16], got bits={bits}")
+    with torch.no_grad():
+        wf = w.detach().float()
+        mu = _block_reduce(wf, param_shape, lambda t, d: t.mean(dim=d), "lsq_plus_init_weight_scale")
+        sd = _block_reduce(wf, param_shape, lambda t, d: t.std(dim=d, correction=0), "lsq_plus_init_weight_scale")
+        s = torch.maximum((mu - 3 * sd).abs(), (mu + 3 * sd).abs()) / 2 ** (bits - 1)
+        return s.clamp_min(2.0**-23)
+
+
+def lsq_plus_init_activation(x: torch.Tensor, qmin: int, qmax: int, *, param_shape=(1,),
+                             grid: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    """LSQ+'s activation initialisation: ``(scale, offset)`` minimising ``‖x̂ - x‖²`` per block.
+
+    A grid search over clip ranges ``[lo, hi]`` inside each block's ``[min, max]``
+    (``lo = min + f·(max - min)``, ``hi = max - f'·(max - min)``, ``f, f'`` on a ``grid``-point
+    grid in ``[0, 0.5)``), then a second, finer grid around the best point: ``s = (hi - lo) /
+    (qmax - qmin)``, ``β = lo - qmin·s``, the error measured with :func:`fake_quantize_lsq`
+    itself. Costs ``2·grid²`` passes over ``x``; use one calibration batch.
+    """
+    if isinstance(grid, bool) or not isinstance(grid, int) or grid < 2:
+        raise ValueError(f"lsq_plus_init_activation: grid must be an int >= 2, got grid={grid!r}")
+    if qmin >= qmax:
+        raise ValueError(f"lsq_plus_init_activation: need qmin < qmax, got qmin={qmin}, qmax={qmax}")
+    name = "lsq_plus_init_activation"
+    with torch.no_grad():
+        xf = x.detach().float().contiguous()
+        mn = _block_reduce(xf, param_shape, lambda t, d: t.amin(dim=d), name)
+        mx = _block_reduce(xf, param_shape, lambda t, d: t.amax(dim=d), name)
+        span = (mx - mn).clamp_min(2.0**-20)
+        best_err = torch.full_like(mn, _math.inf)
+        best = [torch.zeros_like(mn), torch.zeros_like(mn)]  # (f_lo, f_hi) per block
+
+        def search(lo_fracs, hi_fracs):
+            nonlocal best_err
+            for f_lo in lo_fracs:
+                for f_hi in hi_fracs:
+                    f_lo_t = f_lo if isinstance(f_lo, torch.Tensor) else torch.full_like(mn, f_lo)
+                    f_hi_t = f_hi if isinstance(f_hi, torch.Tensor) else torch.full_like(mn, f_hi)
+                    lo, hi = mn + f_lo_t * span, mx - f_hi_t * span
+                    s = ((hi - lo) / (qmax - qmin)).clamp_min(2.0**-23)
+                    b = lo - qmin * s
+                    y = torch.ops.lowbit.fake_quantize_lsq(xf, s, b, qmin, qmax, 1.0, "half_even", None, 0)
+                    err = _block_reduce((y - xf).square(), param_shape, lambda t, d: t.sum(dim=d), name)
+                    better = err < best_err
+                    best_err = torch.where(better, err, best_err)
+                    best[0] = torch.where(better, f_lo_t, best[0])
+                    best[1] = torch.where(better, f_hi_t, best[1])
+
+        step = 0.5 / grid
+        coarse = [step * i for i in range(grid)]
+        search(coarse, coarse)
+        fine = [step * (2 * i / (grid - 1) - 1) for i in range(grid)]
+        lo0, hi0 = best[0].clone(), best[1].clone()
+        search([(lo0 + d).clamp(0.0, 0.5) for d in fine], [(hi0 + d).clamp(0.0, 0.5) for d in fine])
+        lo, hi = mn + best[0] * span, mx - best[1] * span
+        s = ((hi - lo) / (qmax - qmin)).clamp_min(2.0**-23)
+        return s, lo - qmin * s
+
+
+def pact_regularizer(alpha: torch.Tensor, weight: float = 2e-4) -> torch.Tensor:
+    """PACT's L2 term ``weight·Σ α²`` to add to the loss (the paper uses a weight comparable to
+    weight decay; METHODS §3 notes per-network values are unverified)."""
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0 or not _math.isfinite(weight):
+        raise ValueError(f"pact_regularizer: weight must be a finite number >= 0, got weight={weight!r}")
+    return weight * alpha.square().sum()
+
+
+def sigmoid_temperature(epoch: int, base: float = 10.0, max_temperature: float = 2000.0) -> float:
+    """Quantization Networks' schedule ``T = min((epoch + 1)·base, max_temperature)``.
+
+    The official code uses ``base=10`` and caps weights at 2000. Hand the value to the op as a
+    tensor (fill a buffer in place) so a compiled graph does not recompile when it changes.
+    """
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        raise ValueError(f"sigmoid_temperature: epoch must be an int >= 0, got epoch={epoch!r}")
+    base = _check_positive_number(base, "base")
+    max_temperature = _check_positive_number(max_temperature, "max_temperature")
+    return min((epoch + 1) * base, max_temperature)
+
+
+def sigmoid_levels(bits: int, *, signed: bool = True, dtype: torch.dtype = torch.float32,
+                   device=None) -> torch.Tensor:
+    """Uniform integer levels: ``-(2^(b-1)-1) .. 2^(b-1)-1`` when signed (2 bits: {-1, 0, 1}),
+    ``0 .. 2^b - 1`` otherwise."""
+    if not (2 if signed else 1) <= bits <= 16:
+        raise ValueError(f"sigmoid_levels: bits must be in [{2 if signed else 1}, 16], got bits={bits}")
+    if signed:
+        m = 2 ** (bits - 1) - 1
+        return torch.arange(-m, m + 1, dtype=dtype, device=device)
+    return torch.arange(0, 2**bits, dtype=dtype, device=device)
+
+
+def sigmoid_thresholds(levels: torch.Tensor) -> torch.Tensor:
+    """Midpoints between consecutive levels: the thresholds of round-to-nearest onto ``levels``."""
+    if levels.dim() != 1 or levels.numel() < 2:
+        raise ValueError(f"sigmoid_thresholds: levels must be 1-D with >= 2 values, got shape {tuple(levels.shape)}")
+    return 0.5 * (levels[1:] + levels[:-1])
+# ==== end estimators ============================================================================

@@ -1,0 +1,291 @@
+// The estimator layer, torch-free: cpp/core/vmath.h's polynomial exp/log/tanh/logistic against
+// the C library (accuracy claims of the header, NaN/Inf behaviour), METHODS test vectors through
+// the per-element specs (lsq.h, pact.h, qil.h, soft_quant.h), and every estimator kernel of every
+// ISA table this CPU can run against the scalar table, bit for bit (outputs, dx and the reduced
+// parameter-gradient sums), at lengths 0..70 and a long odd length, on adversarial inputs, with
+// canaries after every output buffer (tails must not write past n).
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "core/lsq.h"
+#include "core/pact.h"
+#include "core/qil.h"
+#include "core/soft_quant.h"
+#include "core/vmath.h"
+#include "kernels/dispatch.h"
+#include "kernels/estimator_kernels.h"
+#include "test_util.h"
+
+using lowbit::ScalarOps;
+using lowbit::kernels::EstimatorKernels;
+using lowbit::kernels::Isa;
+using lowbit::kernels::RngStream;
+using lowbit_test::describe;
+using lowbit_test::same_float;
+
+namespace {
+
+constexpr float kInf = std::numeric_limits<float>::infinity();
+constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+
+// Distance in units in the last place between a float result and a double reference.
+double ulp_error(float got, double want) {
+  const float wf = static_cast<float>(want);
+  const float next = std::nextafter(std::fabs(wf), kInf);
+  const double ulp = static_cast<double>(next) - std::fabs(static_cast<double>(wf));
+  return std::fabs(static_cast<double>(got) - want) / ulp;
+}
+
+}  // namespace
+
+TEST_CASE("exp_poly is within 2 ulp of exp on [-87.33, 88] and saturates outside", "[vmath]") {
+  double worst = 0;
+  for (int i = 0; i <= 2000000; ++i) {
+    const float x = -87.33f + (88.0f + 87.33f) * static_cast<float>(i) / 2000000.0f;
+    worst = std::max(worst, ulp_error(lowbit::exp_poly<ScalarOps>(x), std::exp(static_cast<double>(x))));
+  }
+  INFO("worst ulp error " << worst);
+  CHECK(worst <= 2.0);
+  CHECK(lowbit::exp_poly<ScalarOps>(0.0f) == 1.0f);
+  CHECK(std::isfinite(lowbit::exp_poly<ScalarOps>(kInf)));
+  CHECK(lowbit::exp_poly<ScalarOps>(-kInf) > 0.0f);
+  CHECK(std::isnan(lowbit::exp_poly<ScalarOps>(kNaN)));
+}
+
+TEST_CASE("log_poly is within 2 ulp of log on [2^-20, 1e6]", "[vmath]") {
+  double worst = 0;
+  lowbit_test::SplitMix64 rng(7);
+  for (int i = 0; i < 2000000; ++i) {
+    const float x = static_cast<float>(std::exp(rng.uniform() * (std::log(1e6) + 20 * std::log(2.0)) -
+                                                20 * std::log(2.0)));
+    const double want = std::log(static_cast<double>(x));
+    if (std::fabs(want) < 1e-3) continue;  // ulp of a near-zero result says nothing of relative accuracy
+    worst = std::max(worst, ulp_error(lowbit::log_poly<ScalarOps>(x), want));
+  }
+  INFO("worst ulp error " << worst);
+  CHECK(worst <= 2.0);
+  CHECK(lowbit::log_poly<ScalarOps>(1.0f) == 0.0f);
+  CHECK(std::isnan(lowbit::log_poly<ScalarOps>(kNaN)));
+}
+
+TEST_CASE("tanh_poly: relative error below 3e-7, exact saturation, odd symmetry", "[vmath]") {
+  double worst = 0;
+  for (int i = -400000; i <= 400000; ++i) {
+    const float x = static_cast<float>(i) * 2.5e-5f;  // [-10, 10]
+    const double want = std::tanh(static_cast<double>(x));
+    const float got = lowbit::tanh_poly<ScalarOps>(x);
+    if (want != 0) worst = std::max(worst, std::fabs(got - want) / std::fabs(want));
+    REQUIRE(lowbit::tanh_poly<ScalarOps>(-x) == -got);
+  }
+  INFO("worst relative error " << worst);
+  CHECK(worst < 3e-7);
+  CHECK(lowbit::tanh_poly<ScalarOps>(30.0f) == 1.0f);
+  CHECK(lowbit::tanh_poly<ScalarOps>(-kInf) == -1.0f);
+  CHECK(std::isnan(lowbit::tanh_poly<ScalarOps>(kNaN)));
+  const float tiny = 1e-30f;
+  CHECK(lowbit::tanh_poly<ScalarOps>(tiny) == tiny);
+}
+
+TEST_CASE("logistic_poly: g and 1 - g with full relative precision", "[vmath]") {
+  double worst_g = 0, worst_c = 0;
+  for (int i = -300000; i <= 300000; ++i) {
+    const float v = static_cast<float>(i) * 1e-4f;  // [-30, 30]
+    const double g = 1.0 / (1.0 + std::exp(-static_cast<double>(v)));
+    const double c = 1.0 / (1.0 + std::exp(static_cast<double>(v)));
+    const auto got = lowbit::logistic_poly<ScalarOps>(v);
+    worst_g = std::max(worst_g, std::fabs(got.g - g) / g);
+    worst_c = std::max(worst_c, std::fabs(got.one_minus_g - c) / c);
+  }
+  INFO("worst relative errors " << worst_g << " " << worst_c);
+  CHECK(worst_g < 4e-7);
+  CHECK(worst_c < 4e-7);
+}
+
+TEST_CASE("LSQ spec: METHODS §4.1 vectors", "[spec]") {
+  const lowbit::LsqParams p = lowbit::make_lsq_params(0.2f, 0.0f, -4, 3);
+  const lowbit::LsqVec<ScalarOps> pv(p);
+  struct Case { float v, vhat, dv, ds; };
+  const Case cases[] = {{-1.0f, -0.8f, 0, -4}, {-0.33f, -0.4f, 1, -0.35f}, {0.05f, 0.0f, 1, -0.25f},
+                        {0.26f, 0.2f, 1, -0.30f}, {0.8f, 0.6f, 0, 3}};
+  for (const Case& c : cases) {
+    const float v = lowbit::lsq_scaled<ScalarOps, false>(c.v, pv);
+    const float r = ScalarOps::rne(v);
+    CHECK(lowbit::lsq_output<ScalarOps, false>(r, pv) == Approx(c.vhat).margin(1e-6));
+    const auto g = lowbit::lsq_grads<ScalarOps>(v, r, 1.0f, pv);
+    CHECK(g.dx == c.dv);
+    CHECK(g.dscale == Approx(c.ds).margin(1e-6));
+  }
+}
+
+TEST_CASE("PACT and DSQ specs: METHODS §3 and §6.1 vectors", "[spec]") {
+  const lowbit::PactVec<ScalarOps> pv(lowbit::make_pact_params(3.0f, 2, false));
+  const float xs[] = {-1.0f, 0.3f, 1.1f, 2.9f, 3.5f};
+  const float yq[] = {0, 0, 1, 3, 3}, dx[] = {0, 1, 1, 1, 0}, da[] = {0, 0, 0, 0, 1};
+  for (int i = 0; i < 5; ++i) {
+    CHECK(lowbit::pact_output<ScalarOps>(ScalarOps::rne(lowbit::pact_scaled<ScalarOps>(xs[i], pv)), pv) == yq[i]);
+    const auto g = lowbit::pact_grads<ScalarOps, false>(xs[i], 1.0f, pv);
+    CHECK(g.dx == dx[i]);
+    CHECK(g.dalpha == da[i]);
+  }
+  const lowbit::DsqVec<ScalarOps> dv(lowbit::make_dsq_params(-1.0f, 1.0f, 0.2f, 2));
+  const float x[] = {-0.9f, -0.4f, 0.1f, 0.34f, 0.9f};
+  const float qs[] = {-0.935985f, -0.372557f, 0.132561f, 0.336688f, 0.935985f};
+  const float dq[] = {0.799533f, 0.689047f, 1.234267f, 0.511975f, 0.799533f};
+  for (int i = 0; i < 5; ++i) {
+    const float v = lowbit::dsq_scaled<ScalarOps>(x[i], dv);
+    const auto st = lowbit::dsq_soft_state<ScalarOps>(v, dv);
+    CHECK(lowbit::dsq_soft_output<ScalarOps>(x[i], st, dv) == Approx(qs[i]).margin(2e-6));
+    CHECK(lowbit::dsq_grads<ScalarOps>(x[i], v, st, 1.0f, dv).dx == Approx(dq[i]).margin(3e-6));
+  }
+}
+
+TEST_CASE("QIL spec: METHODS §5 transformer values", "[spec]") {
+  const lowbit::QilVec<ScalarOps> lin(lowbit::make_qil_params(0.4f, 0.3f, 1.0f, 16, true));
+  const lowbit::QilVec<ScalarOps> sq(lowbit::make_qil_params(0.4f, 0.3f, 2.0f, 16, true));
+  const float w[] = {0.05f, 0.35f, -0.5f, 0.9f};
+  const float t1[] = {0.0f, 0.416667f, -0.666667f, 1.0f}, t2[] = {0.0f, 0.173611f, -0.444444f, 1.0f};
+  for (int i = 0; i < 4; ++i) {
+    const auto s1 = lowbit::qil_state<ScalarOps, true, false>(w[i], lin);
+    const auto s2 = lowbit::qil_state<ScalarOps, true, true>(w[i], sq);
+    const float y1 = lowbit::qil_output<ScalarOps>(s1, ScalarOps::rne(lowbit::qil_scaled<ScalarOps>(s1, lin)), lin);
+    const float y2 = lowbit::qil_output<ScalarOps>(s2, ScalarOps::rne(lowbit::qil_scaled<ScalarOps>(s2, sq)), sq);
+    CHECK(y1 == Approx(t1[i]).margin(2e-5));
+    CHECK(y2 == Approx(t2[i]).margin(2e-5));
+  }
+}
+
+// ---- every ISA table against the scalar table ------------------------------------------------
+
+namespace {
+
+constexpr size_t kGuard = 20;
+constexpr float kCanary = 12345.678f;
+
+std::vector<float> adversarial(size_t n, uint64_t seed, float step) {
+  lowbit_test::SplitMix64 rng(seed);
+  const float specials[] = {0.0f, -0.0f, kNaN, kInf, -kInf, 1e30f, -1e30f, 1e-40f, -1e-40f, step * 7.5f,
+                            -step * 8.5f, step * 0.5f, 1.0f, -1.0f, 3.0f};
+  std::vector<float> x(n);
+  for (size_t i = 0; i < n; ++i) {
+    const uint64_t pick = rng.next() % 8;
+    if (pick == 0) {
+      x[i] = specials[rng.next() % (sizeof specials / sizeof specials[0])];
+    } else if (pick < 3) {
+      x[i] = (static_cast<float>(rng.range(-20, 20)) + 0.5f) * step;  // rounding ties
+    } else {
+      x[i] = static_cast<float>((rng.uniform() * 2 - 1) * 3);
+    }
+  }
+  return x;
+}
+
+struct Outputs {
+  std::vector<float> y, dx;
+  float sums[3] = {0, 0, 0};
+};
+
+template <class P>
+Outputs run(lowbit::kernels::EstimatorForwardFn<P> fwd, lowbit::kernels::EstimatorBackwardFn<P> bwd, const P& p,
+            const std::vector<float>& x, const std::vector<float>& dy) {
+  const size_t n = x.size();
+  Outputs o;
+  o.y.assign(n + kGuard, kCanary);
+  o.dx.assign(n + kGuard, kCanary);
+  const RngStream rng{11, 5};
+  if (fwd != nullptr) fwd(x.data(), o.y.data(), static_cast<int64_t>(n), p, rng);
+  if (bwd != nullptr) bwd(x.data(), dy.data(), o.dx.data(), static_cast<int64_t>(n), p, rng, o.sums);
+  for (size_t i = n; i < n + kGuard; ++i) {
+    REQUIRE(o.y[i] == kCanary);
+    REQUIRE(o.dx[i] == kCanary);
+  }
+  return o;
+}
+
+void require_same(const Outputs& a, const Outputs& b, const std::string& what) {
+  for (size_t i = 0; i < a.y.size(); ++i) {
+    INFO(what << " element " << i << ": y " << describe(a.y[i]) << " vs " << describe(b.y[i]) << ", dx "
+              << describe(a.dx[i]) << " vs " << describe(b.dx[i]));
+    REQUIRE(same_float(a.y[i], b.y[i]));
+    REQUIRE(same_float(a.dx[i], b.dx[i]));
+  }
+  for (int k = 0; k < 3; ++k) {
+    INFO(what << " sum " << k << ": " << describe(a.sums[k]) << " vs " << describe(b.sums[k]));
+    REQUIRE(same_float(a.sums[k], b.sums[k]));
+  }
+}
+
+}  // namespace
+
+TEST_CASE("estimator kernels: every ISA equals the scalar table bit for bit", "[kernels]") {
+  const EstimatorKernels& ref = lowbit::kernels::estimator_kernels_scalar();
+  const float levels[] = {-1.0f, 0.0f, 1.0f, 2.0f};
+  const float steps[] = {1.0f, 1.0f, 1.0f};
+  const float thresholds[] = {-0.5f, 0.5f, 1.5f};
+  const lowbit::SigmoidParams sp = lowbit::make_sigmoid_params(0.8f, 1.7f, 9.0f, levels[0], steps, thresholds, 3);
+  const lowbit::LsqParams lp = lowbit::make_lsq_params(0.125f, 0.25f, -8, 7);
+  const lowbit::LearnableGradParams gp = lowbit::make_learnable_grad_params(0.0173f, 3.5f, -128, 127, 0.01f, true);
+  const lowbit::PactParams pp = lowbit::make_pact_params(1.7f, 3, true);
+  const lowbit::QilParams qp = lowbit::make_qil_params(0.9f, 0.6f, 1.4f, 4, true);
+  const lowbit::DsqParams dp = lowbit::make_dsq_params(-1.2f, 1.5f, 0.2f, 3);
+  constexpr int f32 = 0;
+  for (int isa = 1; isa < lowbit::kernels::kNumIsas; ++isa) {
+    if (!lowbit::kernels::isa_supported(static_cast<Isa>(isa))) {
+      WARN("skipping the " << lowbit::kernels::isa_name(static_cast<Isa>(isa)) << " estimator tables: this CPU "
+                           << "cannot run them (machines that can run this case)");
+      continue;
+    }
+    const EstimatorKernels& t =
+        isa == 1 ? lowbit::kernels::estimator_kernels_avx2() : lowbit::kernels::estimator_kernels_avx512();
+    std::vector<size_t> lengths;
+    for (size_t n = 0; n <= 70; ++n) lengths.push_back(n);
+    lengths.push_back(100003);
+    for (size_t n : lengths) {
+      const auto x = adversarial(n, 1000 + n, 0.125f);
+      auto dy = adversarial(n, 2000 + n, 0.5f);
+      for (float& v : dy) v = std::isfinite(v) && std::fabs(v) < 10 ? v : 0.5f;
+      const std::string at = std::string(t.isa_name) + " n=" + std::to_string(n);
+      for (int o = 0; o < 2; ++o) {
+        require_same(run(t.lsq_forward[f32][o], t.lsq_backward[f32][o], lp, x, dy),
+                     run(ref.lsq_forward[f32][o], ref.lsq_backward[f32][o], lp, x, dy), "lsq " + at);
+      }
+      for (int fused = 0; fused < 2; ++fused) {
+        require_same(run<lowbit::LearnableGradParams>(nullptr, t.learnable_backward[f32][fused], gp, x, dy),
+                     run<lowbit::LearnableGradParams>(nullptr, ref.learnable_backward[f32][fused], gp, x, dy),
+                     "learnable " + at);
+      }
+      require_same(run(t.pact_forward[f32], t.pact_backward[f32][1], pp, x, dy),
+                   run(ref.pact_forward[f32], ref.pact_backward[f32][1], pp, x, dy), "pact " + at);
+      for (int w = 0; w < 2; ++w) {
+        for (int pw = 0; pw < 2; ++pw) {
+          require_same(run(t.qil_forward[f32][w][pw], t.qil_backward[f32][w][pw], qp, x, dy),
+                       run(ref.qil_forward[f32][w][pw], ref.qil_backward[f32][w][pw], qp, x, dy), "qil " + at);
+        }
+      }
+      for (int soft = 0; soft < 2; ++soft) {
+        require_same(run(t.dsq_forward[f32][soft], t.dsq_backward[f32], dp, x, dy),
+                     run(ref.dsq_forward[f32][soft], ref.dsq_backward[f32], dp, x, dy), "dsq " + at);
+      }
+      for (int hard = 0; hard < 2; ++hard) {
+        require_same(run(t.sigmoid_forward[f32][hard], t.sigmoid_backward[f32], sp, x, dy),
+                     run(ref.sigmoid_forward[f32][hard], ref.sigmoid_backward[f32], sp, x, dy), "sigmoid " + at);
+      }
+    }
+  }
+}
+
+TEST_CASE("stochastic estimator kernels: draws follow the element counter, not the call split", "[kernels]") {
+  const auto& sk = lowbit::kernels::estimator_stochastic_kernels();
+  const lowbit::LsqParams lp = lowbit::make_lsq_params(0.3f, 0.0f, -8, 7);
+  const auto x = adversarial(997, 3, 0.3f);
+  std::vector<float> whole(997), parts(997);
+  sk.lsq_forward[0][0](x.data(), whole.data(), 997, lp, RngStream{42, 100});
+  // The same elements in two calls whose counters continue where the first stopped.
+  sk.lsq_forward[0][0](x.data(), parts.data(), 400, lp, RngStream{42, 100});
+  sk.lsq_forward[0][0](x.data() + 400, parts.data() + 400, 597, lp, RngStream{42, 500});
+  for (size_t i = 0; i < whole.size(); ++i) REQUIRE(same_float(whole[i], parts[i]));
+}
