@@ -43,7 +43,7 @@ double ulp_error(float got, double want) {
 
 }  // namespace
 
-TEST_CASE("exp_poly is within 2 ulp of exp on [-87.33, 88] and saturates outside", "[vmath]") {
+TEST_CASE("exp_poly is within 2 ulp of exp on -87.33..88 and saturates outside", "[vmath]") {
   double worst = 0;
   for (int i = 0; i <= 2000000; ++i) {
     const float x = -87.33f + (88.0f + 87.33f) * static_cast<float>(i) / 2000000.0f;
@@ -57,7 +57,7 @@ TEST_CASE("exp_poly is within 2 ulp of exp on [-87.33, 88] and saturates outside
   CHECK(std::isnan(lowbit::exp_poly<ScalarOps>(kNaN)));
 }
 
-TEST_CASE("log_poly is within 2 ulp of log on [2^-20, 1e6]", "[vmath]") {
+TEST_CASE("log_poly is within 2 ulp of log on 2^-20..1e6", "[vmath]") {
   double worst = 0;
   lowbit_test::SplitMix64 rng(7);
   for (int i = 0; i < 2000000; ++i) {
@@ -73,7 +73,7 @@ TEST_CASE("log_poly is within 2 ulp of log on [2^-20, 1e6]", "[vmath]") {
   CHECK(std::isnan(lowbit::log_poly<ScalarOps>(kNaN)));
 }
 
-TEST_CASE("tanh_poly: relative error below 3e-7, exact saturation, odd symmetry", "[vmath]") {
+TEST_CASE("tanh_poly: relative error below 3e-7 with exact saturation and odd symmetry", "[vmath]") {
   double worst = 0;
   for (int i = -400000; i <= 400000; ++i) {
     const float x = static_cast<float>(i) * 2.5e-5f;  // [-10, 10]
@@ -278,7 +278,7 @@ TEST_CASE("estimator kernels: every ISA equals the scalar table bit for bit", "[
   }
 }
 
-TEST_CASE("stochastic estimator kernels: draws follow the element counter, not the call split", "[kernels]") {
+TEST_CASE("stochastic estimator kernels: draws follow the element counter and not the call split", "[kernels]") {
   const auto& sk = lowbit::kernels::estimator_stochastic_kernels();
   const lowbit::LsqParams lp = lowbit::make_lsq_params(0.3f, 0.0f, -8, 7);
   const auto x = adversarial(997, 3, 0.3f);
