@@ -30,29 +30,18 @@ numbers to quote.
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 import warnings
 
 import torch
 
 import lowbit
+from _machine import cpu_model
 from lowbit import ops
 
 SQUARE = [512, 1024, 2048, 4096]
 LLM_M = [1, 8, 32]
 LLM_NK = 4096
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def measure_peaks(repeats: int = 5, seconds: float = 0.1) -> dict:
@@ -197,7 +186,7 @@ def main():
     peaks = measure_peaks()
     info = lowbit.build_info()
     lines = [
-        f"CPU: {cpu_name()} ({info['cpu_features']}); torch {torch.__version__}; quantized engine "
+        f"CPU: {cpu_model()} ({info['cpu_features']}); torch {torch.__version__}; quantized engine "
         f"{torch.backends.quantized.engine}",
         f"lowbit kernel path: {lowbit.kernel_path()}; GEMM kernels: {ops.int8_gemm_kernel_name(torch.uint8, 'rq')} "
         "(u7 rows take the vpmaddubsw tiles on AVX2)",
