@@ -14,13 +14,13 @@ JOBS=$(nproc)
 echo "[test] Catch2 suites"
 cmake -S . -B build/ci-cpp -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DLOWBIT_BUILD_EXTENSION=OFF -DLOWBIT_BUILD_TESTS=ON >/dev/null
-ninja -C build/ci-cpp -j"$JOBS" >/dev/null
+ninja -C build/ci-cpp -j"$JOBS" --quiet   # errors still print
 ctest --test-dir build/ci-cpp --output-on-failure -j"$JOBS"
 
 echo "[test] Catch2 suites under ASan + UBSan"
 cmake -S . -B build/ci-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DLOWBIT_BUILD_EXTENSION=OFF -DLOWBIT_BUILD_TESTS=ON -DLOWBIT_SANITIZE=ON >/dev/null
-ninja -C build/ci-asan -j"$JOBS" >/dev/null
+ninja -C build/ci-asan -j"$JOBS" --quiet
 ctest --test-dir build/ci-asan --output-on-failure -j"$JOBS"
 
 echo "[test] pytest"

@@ -16,6 +16,10 @@ Workload per shape (M, N, K): a Linear layer y = x W^T + b with N output channel
   too long (it is a slow reference loop on CPU).
 * fp32: ``torch.nn.functional.linear`` in float32 (MKL / oneDNN).
 
+Second table: ``int4_weight_linear`` (4-bit weights, group 128, float32 and bfloat16 activations)
+against ``torch.nn.functional.linear`` on the float weights, at LLM decode shapes (M = 1, 8, 32;
+N = K = 4096).
+
 GOPS counts 2·M·N·K operations. "% peak" divides lowbit's GOPS by the measured exact-int8 ceiling of
 this CPU (the best of the vpmaddwd and vpmaddubsw+vpmaddwd instruction streams, or vpdpbusd on
 VNNI CPUs, times the thread count; see cpp/kernels/peak_probe.h). Timings take the best of several
@@ -26,29 +30,18 @@ numbers to quote.
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 import warnings
 
 import torch
 
 import lowbit
+from _machine import cpu_model
 from lowbit import ops
 
 SQUARE = [512, 1024, 2048, 4096]
 LLM_M = [1, 8, 32]
 LLM_NK = 4096
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def measure_peaks(repeats: int = 5, seconds: float = 0.1) -> dict:
@@ -147,6 +140,36 @@ def format_row(r) -> str:
             f"| {r['peak_pct']:.0f} | {r['peak_pct_u7']:.0f} |")
 
 
+INT4_HEADER = ("| thr | M | N | K | group | int4 f32 ms | fp32 ms | fp32/int4 | int4 bf16 ms | bf16 ms | bf16/int4 "
+               "| int4 Gweights/s |")
+INT4_SEPARATOR = "|" + "---|" * 12
+
+
+def run_int4(threads_list, budget_s, print_fn=print, group=128):
+    gen = torch.Generator().manual_seed(1)
+    n = k = LLM_NK
+    q = torch.randint(0, 16, (n, k), dtype=torch.uint8, generator=gen)
+    scale = torch.rand(n, k // group, generator=gen) * 0.01 + 1e-3
+    zero = torch.full((n, k // group), 8, dtype=torch.int32)
+    packed = ops.int4_pack_weight(q)
+    w = ((q.float() - 8) * scale.repeat_interleave(group, 1)).contiguous()
+    wb = w.bfloat16()
+    for threads in threads_list:
+        torch.set_num_threads(threads)
+        for m in LLM_M:
+            x = torch.randn(m, k, generator=gen)
+            xb = x.bfloat16()
+            t = best_time({
+                "int4": lambda: ops.int4_weight_linear(x, packed, scale, zero),
+                "fp32": lambda: torch.nn.functional.linear(x, w),
+                "int4_bf16": lambda: ops.int4_weight_linear(xb, packed, scale, zero),
+                "bf16": lambda: torch.nn.functional.linear(xb, wb),
+            }, budget_s)
+            print_fn(f"| {threads} | {m} | {n} | {k} | {group} | {t['int4'] * 1e3:.3f} | {t['fp32'] * 1e3:.3f} "
+                     f"| {t['fp32'] / t['int4']:.2f} | {t['int4_bf16'] * 1e3:.3f} | {t['bf16'] * 1e3:.3f} "
+                     f"| {t['bf16'] / t['int4_bf16']:.2f} | {m * n * k / t['int4'] / 1e9:.1f} |")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
@@ -163,7 +186,7 @@ def main():
     peaks = measure_peaks()
     info = lowbit.build_info()
     lines = [
-        f"CPU: {cpu_name()} ({info['cpu_features']}); torch {torch.__version__}; quantized engine "
+        f"CPU: {cpu_model()} ({info['cpu_features']}); torch {torch.__version__}; quantized engine "
         f"{torch.backends.quantized.engine}",
         f"lowbit kernel path: {lowbit.kernel_path()}; GEMM kernels: {ops.int8_gemm_kernel_name(torch.uint8, 'rq')} "
         "(u7 rows take the vpmaddubsw tiles on AVX2)",
@@ -175,7 +198,14 @@ def main():
     for line in lines:
         print(line)
     out_rows = []
-    run(args.threads, shapes, budget, peaks, print_fn=lambda s: (print(s, flush=True), out_rows.append(s)))
+    emit = lambda s: (print(s, flush=True), out_rows.append(s))  # noqa: E731
+    run(args.threads, shapes, budget, peaks, print_fn=emit)
+    emit("")
+    emit(f"int4 weight-only kernel: {lowbit._C.int4_kernel_name()}")
+    emit("")
+    emit(INT4_HEADER)
+    emit(INT4_SEPARATOR)
+    run_int4(args.threads, budget, print_fn=emit)
     if args.markdown:
         with open(args.markdown, "a") as f:
             f.write("\n".join(["", f"### bench_int8_gemm.py ({time.strftime('%Y-%m-%d %H:%M')})", ""] + lines + out_rows)

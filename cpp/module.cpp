@@ -60,6 +60,7 @@ PYBIND11_MODULE(_C, m) {
     const auto& k = lowbit::kernels::gemm_int8_kernels();
     return std::string(k.names[signed_activations ? 1 : 0][requantize ? 1 : 0]);
   });
+  m.def("int4_kernel_name", [] { return std::string(lowbit::kernels::int4_kernels().name); });
   // Measured instruction-throughput ceilings (ops/s, one core) for benchmark "% of peak" columns.
   m.def("probe_peak", [](double seconds) {
     lowbit::kernels::PeakProbe probe;

@@ -335,7 +335,7 @@ def _call_linear(args):
     (dict(weight_col_sums=torch.zeros(40, dtype=torch.int32)), r"40 output channels"),
     (dict(packed_weight=torch.zeros((2, 10, 16), dtype=torch.uint8)), r"packed_weight must be the int8 tensor"),
     (dict(bias=torch.zeros(20)), r"bias must be int32 at scale"),
-    (dict(bias=torch.zeros(19, dtype=torch.int32)), r"bias must have shape \[20\]"),
+    (dict(bias=torch.zeros(19, dtype=torch.int32)), r"bias must have one element per output channel \(20\), got shape \[19\]"),
     (dict(x_zero_point=torch.tensor([256])), r"x_zero_point = 256 is outside the range of x's dtype"),
     (dict(x_zero_point=torch.tensor([1, 2])), r"x_zero_point must hold one element"),
     (dict(x_zero_point=torch.tensor([1.0])), r"x_zero_point must be an integer tensor"),

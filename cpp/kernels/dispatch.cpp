@@ -27,4 +27,8 @@ const GemmInt8Kernels& gemm_int8_kernels(Isa isa) {
   return gemm_int8_kernels_scalar();
 }
 
+const Int4Kernels& int4_kernels(Isa isa) {
+  return isa == Isa::Scalar ? int4_kernels_scalar() : int4_kernels_avx2();
+}
+
 }  // namespace lowbit::kernels

@@ -41,6 +41,7 @@
 namespace lowbit::kernels {
 
 inline constexpr int64_t kGemmNr = 16;  // output channels per packed panel
+inline constexpr int64_t kGemmMaxTileCols = 4 * kGemmNr;  // widest micro-tile of any path (columns)
 inline constexpr int64_t kGemmKc = 4;   // k values per quad
 
 inline int64_t gemm_num_panels(int64_t n) { return (n + kGemmNr - 1) / kGemmNr; }
@@ -94,6 +95,9 @@ struct GemmInt8Args {
   // Rq epilogue
   void* out = nullptr;
   int64_t ldo = 0;
+  // false: out[m·ldo + n] (row-major [M, N]); true: out[n·ldo + m] (channel-major, e.g. the NCHW
+  // output of a convolution whose GEMM rows are pixels).
+  bool out_transposed = false;
   GemmOutType out_type = GemmOutType::U8;
   RequantRounding rounding = RequantRounding::Double;
   const int32_t* bias = nullptr;         // [P·16] folded per-channel int32 terms

@@ -124,7 +124,15 @@ inline void store_s32_row(const int32_t* tile_row, int64_t ncols, int64_t n0, co
 template <typename VI, RequantRounding R, typename Out>
 void requantize_row_to_out(const int32_t* tile_row, int64_t ncols, int64_t n0, const GemmInt8Args& a,
                            int64_t row) {
-  requantize_row<VI, R, Out>(tile_row, ncols, n0, a, row, static_cast<Out*>(a.out) + row * a.ldo + n0);
+  if (!a.out_transposed) {
+    requantize_row<VI, R, Out>(tile_row, ncols, n0, a, row, static_cast<Out*>(a.out) + row * a.ldo + n0);
+    return;
+  }
+  // Channel-major output: requantize the row in registers' order, then scatter one code per channel.
+  Out codes[kernels::kGemmMaxTileCols];
+  requantize_row<VI, R, Out>(tile_row, ncols, n0, a, row, codes);
+  Out* out = static_cast<Out*>(a.out) + row;
+  for (int64_t j = 0; j < ncols; ++j) out[(n0 + j) * a.ldo] = codes[j];
 }
 
 template <typename VI>
@@ -148,6 +156,7 @@ void gemm_block(const GemmInt8Args& args, int64_t m_begin, int64_t m_end, int64_
   std::vector<int16_t> scratch(static_cast<size_t>(U::scratch_elems(quads)));
   alignas(64) int32_t tile[U::kMr * U::kPanels * kGemmNr];
   constexpr int64_t ldt = U::kPanels * kGemmNr;
+  static_assert(ldt <= kernels::kGemmMaxTileCols, "the transposed epilogue's row buffer holds kGemmMaxTileCols");
   const RowEpilogueFn epilogue = pick_epilogue<VI>(E, args);
   for (int64_t p = p_begin; p < p_end; p += U::kPanels) {
     const int np = static_cast<int>(std::min<int64_t>(U::kPanels, p_end - p));

@@ -35,10 +35,16 @@ using RequantizeChannelsFn = void (*)(const int32_t* acc, void* out, int64_t n, 
                                       const int32_t* shift, const int32_t* zero_point, int32_t qmin,
                                       int32_t qmax);
 
+// out[i] = quantized_add_one(a[i], b[i], p) for i < n (core/requantize.h); a, b, out are 8-bit
+// codes of the table slot's types.
+using QuantizedAddFn = void (*)(const void* a, const void* b, void* out, int64_t n, const QuantizedAddParams& p);
+
 struct RequantKernels {
   const char* isa_name;
   RequantizeRunFn run[kNumRequantRoundings][kNumCodeTypes];
   RequantizeChannelsFn channels[kNumRequantRoundings][kNumCodeTypes];
+  // [rounding][inputs signed][output signed]
+  QuantizedAddFn add[kNumRequantRoundings][2][2];
 };
 
 const RequantKernels& requant_kernels_scalar();

@@ -65,6 +65,29 @@ void requantize_channels(const int32_t* acc, void* outv, int64_t n, const int32_
   }
 }
 
+template <typename VI, RequantRounding R, typename In, typename Out>
+void quantized_add(const void* av, const void* bv, void* outv, int64_t n, const QuantizedAddParams& p) {
+  const In* a = static_cast<const In*>(av);
+  const In* b = static_cast<const In*>(bv);
+  Out* out = static_cast<Out*>(outv);
+  int64_t i = 0;
+  if constexpr (VI::kLanes > 1) {
+    const auto za = VI::set1(p.a_zero_point), zb = VI::set1(p.b_zero_point);
+    const auto ma = VI::set1(p.a_multiplier), sa = VI::set1(p.a_shift);
+    const auto mb = VI::set1(p.b_multiplier), sb = VI::set1(p.b_shift);
+    const auto mo = VI::set1(p.out_multiplier), so = VI::set1(p.out_shift), zo = VI::set1(p.out_zero_point);
+    const auto lo = VI::set1(clip_to_int32(int64_t{p.qmin} - p.out_zero_point));
+    const auto hi = VI::set1(clip_to_int32(int64_t{p.qmax} - p.out_zero_point));
+    for (; i + VI::kLanes <= n; i += VI::kLanes) {
+      const auto ya = multiply<VI, R>(VI::shift_left(VI::sub(VI::load_widen(a + i), za), p.left_shift), ma, sa);
+      const auto yb = multiply<VI, R>(VI::shift_left(VI::sub(VI::load_widen(b + i), zb), p.left_shift), mb, sb);
+      const auto r = multiply<VI, R>(VI::add(ya, yb), mo, so);
+      VI::store_narrow(out + i, VI::add(VI::min(VI::max(r, lo), hi), zo));
+    }
+  }
+  for (; i < n; ++i) out[i] = static_cast<Out>(quantized_add_one(a[i], b[i], p, R));
+}
+
 template <typename VI, RequantRounding R>
 void fill_rounding(RequantKernels& k) {
   constexpr int r = static_cast<int>(R);
@@ -76,6 +99,10 @@ void fill_rounding(RequantKernels& k) {
   k.channels[r][static_cast<int>(CodeType::I8)] = &requantize_channels<VI, R, int8_t>;
   k.channels[r][static_cast<int>(CodeType::I16)] = &requantize_channels<VI, R, int16_t>;
   k.channels[r][static_cast<int>(CodeType::I32)] = &requantize_channels<VI, R, int32_t>;
+  k.add[r][0][0] = &quantized_add<VI, R, uint8_t, uint8_t>;
+  k.add[r][0][1] = &quantized_add<VI, R, uint8_t, int8_t>;
+  k.add[r][1][0] = &quantized_add<VI, R, int8_t, uint8_t>;
+  k.add[r][1][1] = &quantized_add<VI, R, int8_t, int8_t>;
 }
 
 template <typename VI>

@@ -17,6 +17,7 @@
 #include <immintrin.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "core/fixed_point.h"
 
@@ -106,6 +107,17 @@ struct VecI32Avx2 {
     return _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
   }
 
+  // kLanes bytes widened to int32 lanes (zero- or sign-extended by the code type).
+  template <typename Code>
+  static I load_widen(const Code* p) {
+    const __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
+    if constexpr (std::is_signed_v<Code>) {
+      return _mm256_cvtepi8_epi32(bytes);
+    } else {
+      return _mm256_cvtepu8_epi32(bytes);
+    }
+  }
+  static I shift_left(I x, int bits) { return _mm256_slli_epi32(x, bits); }
   // Values are already inside the code type's range: keep the low byte(s) of each lane.
   template <typename Code>
   static void store_narrow(Code* p, I v) {

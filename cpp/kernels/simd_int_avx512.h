@@ -8,6 +8,7 @@
 #include <immintrin.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "core/fixed_point.h"
 
@@ -93,6 +94,16 @@ struct VecI32Avx512 {
     return _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64(odd, 32));
   }
 
+  template <typename Code>
+  static I load_widen(const Code* p) {
+    const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    if constexpr (std::is_signed_v<Code>) {
+      return _mm512_cvtepi8_epi32(bytes);
+    } else {
+      return _mm512_cvtepu8_epi32(bytes);
+    }
+  }
+  static I shift_left(I x, int bits) { return _mm512_slli_epi32(x, static_cast<unsigned>(bits)); }
   template <typename Code>
   static void store_narrow(Code* p, I v) {
     if constexpr (sizeof(Code) == 4) {

@@ -4,6 +4,7 @@
 #pragma once
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "core/fixed_point.h"
 
@@ -35,6 +36,9 @@ struct VecI32Scalar {
   static I mbqm_single(I x, I multiplier, I shift) {
     return multiply_by_quantized_multiplier_single_rounding(x, multiplier, shift);
   }
+  template <typename Code>
+  static I load_widen(const Code* p) { return static_cast<int32_t>(*p); }
+  static I shift_left(I x, int bits) { return static_cast<int32_t>(static_cast<uint32_t>(x) << bits); }
   // Values are already inside the code type's range: plain truncating stores.
   template <typename Code>
   static void store_narrow(Code* p, I v) { *p = static_cast<Code>(v); }

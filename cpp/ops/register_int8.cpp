@@ -3,6 +3,8 @@
 // kernel tables; no per-element math lives here (cpp/core and cpp/kernels hold it).
 #include <torch/library.h>
 
+#include <array>
+#include <cmath>
 #include <limits>
 
 #include "core/fixed_point.h"
@@ -292,109 +294,472 @@ int64_t single_value(const at::Tensor& t, const char* op, const char* name) {
   return t.item<int64_t>();
 }
 
-at::Tensor int8_linear_cpu(const at::Tensor& x, const at::Tensor& packed_weight, const at::Tensor& weight_col_sums,
-                           const std::optional<at::Tensor>& bias, const at::Tensor& x_zero_point,
-                           const at::Tensor& weight_zero_point, const at::Tensor& multiplier, const at::Tensor& shift,
-                           const at::Tensor& out_zero_point, int64_t qmin, int64_t qmax, c10::string_view rounding) {
-  constexpr const char* op = "int8_linear";
-  const RequantRounding mode = parse_requant_rounding(rounding, op);
-  GemmSetup s = gemm_setup(x, packed_weight, weight_col_sums, op, "x");
-  const bool x_u8 = s.a_type == kernels::GemmAType::U8;
+// Everything an int8 linear/conv layer needs besides its activations: validated parameters,
+// per-channel arrays padded to whole panels, and the zero-point terms folded into one int32 per
+// channel. Built once per call (per group for convolutions).
+struct Int8LinearPlan {
+  kernels::GemmAType a_type;
+  bool out_u8;
+  RequantRounding mode;
+  int64_t n, k, zx, zo, qmin, qmax;
+  std::vector<int32_t> wzp, mult, shf, folded, col_sums_padded;
+  bool asymmetric_w;
+};
+
+// `select(t, name)` narrows a per-channel parameter to this plan's channels (identity for linear).
+template <typename Select>
+Int8LinearPlan make_int8_linear_plan(const char* op, kernels::GemmAType a_type, at::ScalarType x_dtype, int64_t n,
+                                     int64_t k, const at::Tensor& col_sums, const std::optional<at::Tensor>& bias,
+                                     const at::Tensor& x_zero_point, const at::Tensor& weight_zero_point,
+                                     const at::Tensor& multiplier, const at::Tensor& shift,
+                                     const at::Tensor& out_zero_point, int64_t qmin, int64_t qmax,
+                                     c10::string_view rounding, Select&& select) {
+  Int8LinearPlan p;
+  p.a_type = a_type;
+  p.n = n;
+  p.k = k;
+  p.mode = parse_requant_rounding(rounding, op);
+  const bool x_u8 = a_type == kernels::GemmAType::U8;
   TORCH_CHECK(qmin < qmax, "lowbit.", op, ": qmin must be < qmax, got qmin=", qmin, ", qmax=", qmax);
-  const bool out_u8 = qmin >= 0 && qmax <= 255;
-  TORCH_CHECK(out_u8 || (qmin >= -128 && qmax <= 127), "lowbit.", op, ": (qmin, qmax)=(", qmin, ", ", qmax,
+  p.out_u8 = qmin >= 0 && qmax <= 255;
+  TORCH_CHECK(p.out_u8 || (qmin >= -128 && qmax <= 127), "lowbit.", op, ": (qmin, qmax)=(", qmin, ", ", qmax,
               ") must fit uint8 [0, 255] or int8 [-128, 127] (use int8_gemm + requantize for wider outputs)");
-  const int64_t zx = single_value(x_zero_point, op, "x_zero_point");
-  TORCH_CHECK(x_u8 ? (zx >= 0 && zx <= 255) : (zx >= -128 && zx <= 127), "lowbit.", op, ": x_zero_point = ", zx,
-              " is outside the range of x's dtype ", x.scalar_type());
-  const int64_t zo = single_value(out_zero_point, op, "out_zero_point");
-  TORCH_CHECK(zo >= qmin && zo <= qmax, "lowbit.", op, ": out_zero_point = ", zo, " is outside [qmin, qmax] = [", qmin,
-              ", ", qmax, "]");
-  const int64_t n = s.n, padded = s.panels * kernels::kGemmNr;
-  const std::vector<int32_t> wzp = channel_array(weight_zero_point, n, padded, op, "weight_zero_point");
-  const std::vector<int32_t> mult = channel_array(multiplier, n, padded, op, "multiplier");
+  p.qmin = qmin;
+  p.qmax = qmax;
+  p.zx = single_value(x_zero_point, op, "x_zero_point");
+  TORCH_CHECK(x_u8 ? (p.zx >= 0 && p.zx <= 255) : (p.zx >= -128 && p.zx <= 127), "lowbit.", op, ": x_zero_point = ",
+              p.zx, " is outside the range of x's dtype ", x_dtype);
+  p.zo = single_value(out_zero_point, op, "out_zero_point");
+  TORCH_CHECK(p.zo >= qmin && p.zo <= qmax, "lowbit.", op, ": out_zero_point = ", p.zo, " is outside [qmin, qmax] = [",
+              qmin, ", ", qmax, "]");
+  const int64_t padded = kernels::gemm_num_panels(n) * kernels::kGemmNr;
+  p.wzp = channel_array(select(weight_zero_point, "weight_zero_point"), n, padded, op, "weight_zero_point");
   TORCH_CHECK(multiplier.scalar_type() == at::kInt && shift.scalar_type() == at::kInt, "lowbit.", op,
               ": multiplier and shift must be int32 tensors (as quantize_multiplier returns), got ",
               multiplier.scalar_type(), " and ", shift.scalar_type());
-  const std::vector<int32_t> shf = channel_array(shift, n, padded, op, "shift");
+  p.mult = channel_array(select(multiplier, "multiplier"), n, padded, op, "multiplier");
+  p.shf = channel_array(select(shift, "shift"), n, padded, op, "shift");
   for (int64_t i = 0; i < n; ++i) {
-    TORCH_CHECK(wzp[i] >= -128 && wzp[i] <= 127, "lowbit.", op, ": weight_zero_point[", i, "] = ", wzp[i],
+    TORCH_CHECK(p.wzp[i] >= -128 && p.wzp[i] <= 127, "lowbit.", op, ": weight_zero_point[", i, "] = ", p.wzp[i],
                 " is outside the int8 range");
-    TORCH_CHECK(shf[i] >= -31 && shf[i] <= max_requant_shift(mode), "lowbit.", op, ": shift[", i, "] = ", shf[i],
-                " is outside [-31, ", max_requant_shift(mode), "]");
+    TORCH_CHECK(p.shf[i] >= -31 && p.shf[i] <= max_requant_shift(p.mode), "lowbit.", op, ": shift[", i, "] = ",
+                p.shf[i], " is outside [-31, ", max_requant_shift(p.mode), "]");
   }
   std::vector<int32_t> qbias(static_cast<size_t>(padded), 0);
   int64_t max_abs_bias = 0;
   if (bias.has_value()) {
     TORCH_CHECK(bias->scalar_type() == at::kInt, "lowbit.", op,
                 ": bias must be int32 at scale x_scale·w_scale (zero point 0), got ", bias->scalar_type());
-    check_same_device(x, "x", *bias, "bias", op);
-    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == n, "lowbit.", op, ": bias must have shape [", n, "], got ",
-                bias->sizes());
-    const at::Tensor b = bias->contiguous();
+    const at::Tensor b = select(*bias, "bias").contiguous();
+    TORCH_CHECK(b.dim() == 1 && b.size(0) == n, "lowbit.", op, ": bias must have one element per output channel (",
+                n, "), got shape ", b.sizes());
     std::copy_n(b.data_ptr<int32_t>(), n, qbias.begin());
     for (int64_t i = 0; i < n; ++i) max_abs_bias = std::max<int64_t>(max_abs_bias, std::abs(int64_t{qbias[i]}));
   }
   // The exact accumulator Σ(x - zx)(w - zw) + bias must fit in int32; bound it from the dtype
   // ranges (the folded, wrapping evaluation below is then exact).
-  const int64_t max_dx = x_u8 ? std::max<int64_t>(zx, 255 - zx) : std::max<int64_t>(zx + 128, 127 - zx);
+  const int64_t max_dx = x_u8 ? std::max<int64_t>(p.zx, 255 - p.zx) : std::max<int64_t>(p.zx + 128, 127 - p.zx);
   int64_t max_dw = 0;
-  for (int64_t i = 0; i < n; ++i) max_dw = std::max<int64_t>(max_dw, std::max<int64_t>(wzp[i] + 128, 127 - wzp[i]));
-  const int64_t bound = s.k * max_dx * max_dw + max_abs_bias;
+  for (int64_t i = 0; i < n; ++i) max_dw = std::max<int64_t>(max_dw, std::max<int64_t>(p.wzp[i] + 128, 127 - p.wzp[i]));
+  const int64_t bound = k * max_dx * max_dw + max_abs_bias;
   TORCH_CHECK(bound <= std::numeric_limits<int32_t>::max(), "lowbit.", op, ": the int32 accumulator could overflow: K = ",
-              s.k, ", max |x - x_zero_point| = ", max_dx, ", max |w - weight_zero_point| = ", max_dw,
-              ", max |bias| = ", max_abs_bias, " bound the sum by ", bound, " > 2^31 - 1");
+              k, ", max |x - x_zero_point| = ", max_dx, ", max |w - weight_zero_point| = ", max_dw, ", max |bias| = ",
+              max_abs_bias, " bound the sum by ", bound, " > 2^31 - 1");
+  p.col_sums_padded.assign(static_cast<size_t>(padded), 0);
+  const at::Tensor cs = col_sums.contiguous();
+  std::copy_n(cs.data_ptr<int32_t>(), n, p.col_sums_padded.begin());
   // Fold the zero-point terms into one int32 per channel:
   //   Σ(x - zx)(w - zw) + b = Σ x·w - zw·Σx - zx·Σw + K·zx·zw + b
-  std::vector<int32_t> folded(static_cast<size_t>(padded), 0);
+  p.folded.assign(static_cast<size_t>(padded), 0);
   for (int64_t i = 0; i < n; ++i) {
-    const int64_t v = int64_t{qbias[i]} - zx * s.col_sums_padded[i] + s.k * zx * wzp[i];
-    folded[i] = static_cast<int32_t>(static_cast<uint32_t>(static_cast<uint64_t>(v)));  // mod 2^32
+    const int64_t v = int64_t{qbias[i]} - p.zx * p.col_sums_padded[i] + k * p.zx * p.wzp[i];
+    p.folded[i] = static_cast<int32_t>(static_cast<uint32_t>(static_cast<uint64_t>(v)));  // mod 2^32
   }
-  const bool asymmetric_w = std::any_of(wzp.begin(), wzp.begin() + n, [](int32_t v) { return v != 0; });
+  p.asymmetric_w = std::any_of(p.wzp.begin(), p.wzp.begin() + n, [](int32_t v) { return v != 0; });
+  return p;
+}
+
+// Runs the plan on m rows of activations a[m][k] (contiguous), writing codes to `out` as
+// out[r·ldo + c] (or out[c·ldo + r] when transposed).
+void run_int8_linear_plan(const Int8LinearPlan& p, const void* a, int64_t m, const int8_t* packed, void* out,
+                          int64_t ldo, bool transposed) {
+  if (m == 0 || p.n == 0) return;
   std::vector<int32_t> row_sums;
-  if (asymmetric_w) {
-    row_sums.assign(static_cast<size_t>(s.m), 0);
-    const char* ap = static_cast<const char*>(s.a.data_ptr());
-    at::parallel_for(0, s.m, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(s.k, 1)), [&](int64_t b, int64_t e) {
+  if (p.asymmetric_w) {
+    row_sums.assign(static_cast<size_t>(m), 0);
+    const bool x_u8 = p.a_type == kernels::GemmAType::U8;
+    at::parallel_for(0, m, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(p.k, 1)), [&](int64_t b, int64_t e) {
       for (int64_t r = b; r < e; ++r) {
         int32_t sum = 0;
         if (x_u8) {
-          const uint8_t* p = reinterpret_cast<const uint8_t*>(ap) + r * s.k;
-          for (int64_t i = 0; i < s.k; ++i) sum += p[i];
+          const uint8_t* row = static_cast<const uint8_t*>(a) + r * p.k;
+          for (int64_t i = 0; i < p.k; ++i) sum += row[i];
         } else {
-          const int8_t* p = reinterpret_cast<const int8_t*>(ap) + r * s.k;
-          for (int64_t i = 0; i < s.k; ++i) sum += p[i];
+          const int8_t* row = static_cast<const int8_t*>(a) + r * p.k;
+          for (int64_t i = 0; i < p.k; ++i) sum += row[i];
         }
         row_sums[r] = sum;
       }
     });
   }
-  at::Tensor out = at::empty(s.out_sizes, x.options().dtype(out_u8 ? at::kByte : at::kChar));
-  if (s.m == 0 || n == 0) return out;
   kernels::GemmInt8Args args;
-  args.a = s.a.data_ptr();
-  args.lda = s.k;
-  args.packed = packed_weight.data_ptr<int8_t>();
-  args.col_sums = s.col_sums_padded.data();
-  args.m = s.m;
-  args.n = n;
-  args.k = s.k;
-  args.out = out.data_ptr();
-  args.ldo = n;
-  args.out_type = out_u8 ? kernels::GemmOutType::U8 : kernels::GemmOutType::S8;
-  args.rounding = mode;
-  args.bias = folded.data();
-  args.row_sums = asymmetric_w ? row_sums.data() : nullptr;
-  args.w_zero_point = wzp.data();
-  args.multiplier = mult.data();
-  args.shift = shf.data();
-  args.out_zero_point = static_cast<int32_t>(zo);
-  args.qmin = static_cast<int32_t>(qmin);
-  args.qmax = static_cast<int32_t>(qmax);
+  args.a = a;
+  args.lda = p.k;
+  args.packed = packed;
+  args.col_sums = p.col_sums_padded.data();
+  args.m = m;
+  args.n = p.n;
+  args.k = p.k;
+  args.out = out;
+  args.ldo = ldo;
+  args.out_transposed = transposed;
+  args.out_type = p.out_u8 ? kernels::GemmOutType::U8 : kernels::GemmOutType::S8;
+  args.rounding = p.mode;
+  args.bias = p.folded.data();
+  args.row_sums = p.asymmetric_w ? row_sums.data() : nullptr;
+  args.w_zero_point = p.wzp.data();
+  args.multiplier = p.mult.data();
+  args.shift = p.shf.data();
+  args.out_zero_point = static_cast<int32_t>(p.zo);
+  args.qmin = static_cast<int32_t>(p.qmin);
+  args.qmax = static_cast<int32_t>(p.qmax);
   const auto& table = kernels::gemm_int8_kernels();
-  run_gemm(table, table.gemm[static_cast<int>(s.a_type)][static_cast<int>(kernels::GemmEpilogue::Rq)], args);
+  run_gemm(table, table.gemm[static_cast<int>(p.a_type)][static_cast<int>(kernels::GemmEpilogue::Rq)], args);
+}
+
+at::Tensor int8_linear_cpu(const at::Tensor& x, const at::Tensor& packed_weight, const at::Tensor& weight_col_sums,
+                           const std::optional<at::Tensor>& bias, const at::Tensor& x_zero_point,
+                           const at::Tensor& weight_zero_point, const at::Tensor& multiplier, const at::Tensor& shift,
+                           const at::Tensor& out_zero_point, int64_t qmin, int64_t qmax, c10::string_view rounding) {
+  constexpr const char* op = "int8_linear";
+  GemmSetup s = gemm_setup(x, packed_weight, weight_col_sums, op, "x");
+  if (bias.has_value()) check_same_device(x, "x", *bias, "bias", op);
+  const Int8LinearPlan plan = make_int8_linear_plan(
+      op, s.a_type, x.scalar_type(), s.n, s.k, weight_col_sums, bias, x_zero_point, weight_zero_point, multiplier,
+      shift, out_zero_point, qmin, qmax, rounding, [](const at::Tensor& t, const char*) { return t; });
+  at::Tensor out = at::empty(s.out_sizes, x.options().dtype(plan.out_u8 ? at::kByte : at::kChar));
+  run_int8_linear_plan(plan, s.a.data_ptr(), s.m, packed_weight.data_ptr<int8_t>(), out.data_ptr(), s.n, false);
   return out;
+}
+
+// ---- int8_conv2d ---------------------------------------------------------------------------------
+
+std::tuple<at::Tensor, at::Tensor> int8_pack_conv_weight_cpu(const at::Tensor& weight, int64_t groups) {
+  constexpr const char* op = "int8_pack_conv_weight";
+  TORCH_CHECK(weight.scalar_type() == at::kChar, "lowbit.", op, ": weight must be an int8 tensor, got ",
+              weight.scalar_type());
+  TORCH_CHECK(weight.dim() == 4, "lowbit.", op, ": weight must be 4-D [out_channels, in_channels / groups, kH, kW], ",
+              "got shape ", weight.sizes());
+  TORCH_CHECK(groups >= 1 && weight.size(0) % groups == 0, "lowbit.", op, ": groups = ", groups,
+              " must be >= 1 and divide out_channels = ", weight.size(0));
+  const int64_t oc = weight.size(0), ocg = oc / groups, k = weight.size(1) * weight.size(2) * weight.size(3);
+  const at::Tensor w = weight.contiguous().view({groups, ocg, k});
+  const int64_t panels = kernels::gemm_num_panels(ocg);
+  at::Tensor packed = at::empty({groups, panels, k, kernels::kGemmNr}, weight.options());
+  at::Tensor col_sums = at::empty({oc}, weight.options().dtype(at::kInt));
+  for (int64_t g = 0; g < groups; ++g) {
+    kernels::gemm_int8_pack_weight(w[g].data_ptr<int8_t>(), ocg, k, packed[g].data_ptr<int8_t>(),
+                                   col_sums.data_ptr<int32_t>() + g * ocg);
+  }
+  return {packed, col_sums};
+}
+
+int64_t conv_out_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad, int64_t dilation) {
+  return (in + 2 * pad - dilation * (kernel - 1) - 1) / stride + 1;
+}
+
+at::Tensor int8_conv2d_cpu(const at::Tensor& x, const at::Tensor& packed_weight, const at::Tensor& weight_col_sums,
+                           const std::optional<at::Tensor>& bias, const at::Tensor& x_zero_point,
+                           const at::Tensor& weight_zero_point, const at::Tensor& multiplier, const at::Tensor& shift,
+                           const at::Tensor& out_zero_point, int64_t qmin, int64_t qmax, at::IntArrayRef kernel_size,
+                           at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
+                           c10::string_view rounding) {
+  constexpr const char* op = "int8_conv2d";
+  TORCH_CHECK(x.scalar_type() == at::kByte || x.scalar_type() == at::kChar, "lowbit.", op,
+              ": x must be uint8 or int8 activation codes, got ", x.scalar_type());
+  TORCH_CHECK(x.dim() == 4, "lowbit.", op, ": x must be 4-D NCHW, got shape ", x.sizes());
+  auto pair = [&](at::IntArrayRef v, const char* name, int64_t lo) {
+    TORCH_CHECK(v.size() == 2, "lowbit.", op, ": ", name, " must have 2 elements, got ", v);
+    TORCH_CHECK(v[0] >= lo && v[1] >= lo, "lowbit.", op, ": ", name, " must be >= ", lo, ", got ", v);
+    return std::array<int64_t, 2>{v[0], v[1]};
+  };
+  const auto ks = pair(kernel_size, "kernel_size", 1), st = pair(stride, "stride", 1), pd = pair(padding, "padding", 0),
+             dl = pair(dilation, "dilation", 1);
+  check_same_device(x, "x", packed_weight, "packed_weight", op);
+  check_same_device(x, "x", weight_col_sums, "weight_col_sums", op);
+  TORCH_CHECK(weight_col_sums.scalar_type() == at::kInt && weight_col_sums.dim() == 1, "lowbit.", op,
+              ": weight_col_sums must be the 1-D int32 tensor int8_pack_conv_weight returns, got ",
+              weight_col_sums.scalar_type(), " of shape ", weight_col_sums.sizes());
+  const int64_t batch = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3), oc = weight_col_sums.size(0);
+  TORCH_CHECK(groups >= 1 && c % groups == 0 && oc % groups == 0, "lowbit.", op, ": groups = ", groups,
+              " must divide in_channels = ", c, " and out_channels = ", oc);
+  const int64_t cg = c / groups, ocg = oc / groups, k = cg * ks[0] * ks[1];
+  TORCH_CHECK(packed_weight.scalar_type() == at::kChar && packed_weight.is_contiguous(), "lowbit.", op,
+              ": packed_weight must be the contiguous int8 tensor int8_pack_conv_weight returns");
+  const std::vector<int64_t> want = {groups, kernels::gemm_num_panels(ocg), k, kernels::kGemmNr};
+  TORCH_CHECK(packed_weight.sizes().vec() == want, "lowbit.", op, ": packed_weight has shape ", packed_weight.sizes(),
+              " but ", oc, " output channels, ", cg, " input channels per group, kernel ", kernel_size, " and groups = ",
+              groups, " pack to ", at::IntArrayRef(want));
+  const kernels::GemmAType a_type = x.scalar_type() == at::kByte ? kernels::GemmAType::U8 : kernels::GemmAType::S8;
+  const int64_t max_k = a_type == kernels::GemmAType::U8 ? kernels::kGemmMaxKU8 : kernels::kGemmMaxKS8;
+  TORCH_CHECK(k <= max_k, "lowbit.", op, ": in_channels / groups · kH · kW = ", k,
+              " is too large for exact int32 accumulation (at most ", max_k, ")");
+  const int64_t oh = conv_out_size(h, ks[0], st[0], pd[0], dl[0]), ow = conv_out_size(w, ks[1], st[1], pd[1], dl[1]);
+  TORCH_CHECK(oh >= 1 && ow >= 1, "lowbit.", op, ": the output would be empty: input ", h, "x", w, ", kernel ",
+              kernel_size, ", stride ", stride, ", padding ", padding, ", dilation ", dilation);
+  if (bias.has_value()) {
+    check_same_device(x, "x", *bias, "bias", op);
+    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == oc, "lowbit.", op, ": bias must have shape [", oc, "], got ",
+                bias->sizes());
+  }
+  std::vector<Int8LinearPlan> plans;
+  for (int64_t g = 0; g < groups; ++g) {
+    auto select = [&](const at::Tensor& t, const char* name) {
+      if (t.numel() == 1) return t;
+      TORCH_CHECK(t.dim() == 1 && t.size(0) == oc, "lowbit.", op, ": ", name,
+                  " must hold one element (per-tensor) or one per output channel (", oc, "), got shape ", t.sizes());
+      return t.narrow(0, g * ocg, ocg);
+    };
+    plans.push_back(make_int8_linear_plan(op, a_type, x.scalar_type(), ocg, k, weight_col_sums.narrow(0, g * ocg, ocg),
+                                          bias, x_zero_point, weight_zero_point, multiplier, shift, out_zero_point, qmin,
+                                          qmax, rounding, select));
+  }
+  at::Tensor out = at::empty({batch, oc, oh, ow}, x.options().dtype(plans[0].out_u8 ? at::kByte : at::kChar));
+  const at::Tensor xc = x.contiguous();
+  const int64_t pixels = oh * ow;
+  const int64_t elem = 1;  // u8 and s8 codes are one byte
+  std::vector<uint8_t> cols(static_cast<size_t>(pixels * k));
+  const uint8_t pad_code = static_cast<uint8_t>(plans[0].zx);  // padding holds real 0, i.e. the zero point
+  const uint8_t* xp = static_cast<const uint8_t*>(xc.data_ptr());
+  uint8_t* op_out = static_cast<uint8_t*>(out.data_ptr());
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t g = 0; g < groups; ++g) {
+      // im2col: row p = output pixel, columns (c, kh, kw) in the weight's order.
+      const uint8_t* xg = xp + ((b * c + g * cg) * h * w) * elem;
+      at::parallel_for(0, oh, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(ow * k, 1)), [&](int64_t r0, int64_t r1) {
+        for (int64_t y = r0; y < r1; ++y) {
+          for (int64_t xo = 0; xo < ow; ++xo) {
+            uint8_t* row = cols.data() + (y * ow + xo) * k;
+            for (int64_t ci = 0; ci < cg; ++ci) {
+              const uint8_t* plane = xg + ci * h * w;
+              for (int64_t i = 0; i < ks[0]; ++i) {
+                const int64_t yi = y * st[0] - pd[0] + i * dl[0];
+                for (int64_t j = 0; j < ks[1]; ++j) {
+                  const int64_t xi = xo * st[1] - pd[1] + j * dl[1];
+                  const bool inside = yi >= 0 && yi < h && xi >= 0 && xi < w;
+                  *row++ = inside ? plane[yi * w + xi] : pad_code;
+                }
+              }
+            }
+          }
+        }
+      });
+      run_int8_linear_plan(plans[g], cols.data(), pixels, packed_weight[g].data_ptr<int8_t>(),
+                           op_out + ((b * oc + g * ocg) * pixels), pixels, /*transposed=*/true);
+    }
+  }
+  return out;
+}
+
+// ---- int8_add -----------------------------------------------------------------------------------
+
+std::array<int32_t, 3> three_int32(const at::Tensor& t, const char* op, const char* name) {
+  TORCH_CHECK(t.scalar_type() == at::kInt && t.numel() == 3, "lowbit.", op, ": ", name,
+              " must be an int32 tensor of 3 elements (a, b, out), got ", t.scalar_type(), " of shape ", t.sizes());
+  const at::Tensor c = t.contiguous();
+  const int32_t* p = c.data_ptr<int32_t>();
+  return {p[0], p[1], p[2]};
+}
+
+at::Tensor int8_add_cpu(const at::Tensor& a, const at::Tensor& b, const at::Tensor& zero_points,
+                        const at::Tensor& multipliers, const at::Tensor& shifts, int64_t qmin, int64_t qmax,
+                        int64_t left_shift, c10::string_view rounding) {
+  constexpr const char* op = "int8_add";
+  const RequantRounding mode = parse_requant_rounding(rounding, op);
+  TORCH_CHECK(a.scalar_type() == b.scalar_type() && (a.scalar_type() == at::kByte || a.scalar_type() == at::kChar),
+              "lowbit.", op, ": a and b must both be uint8 or both int8 codes, got ", a.scalar_type(), " and ",
+              b.scalar_type());
+  check_same_device(a, "a", b, "b", op);
+  TORCH_CHECK(qmin < qmax, "lowbit.", op, ": qmin must be < qmax, got qmin=", qmin, ", qmax=", qmax);
+  const bool out_u8 = qmin >= 0 && qmax <= 255;
+  TORCH_CHECK(out_u8 || (qmin >= -128 && qmax <= 127), "lowbit.", op, ": (qmin, qmax)=(", qmin, ", ", qmax,
+              ") must fit uint8 [0, 255] or int8 [-128, 127]");
+  TORCH_CHECK(left_shift >= 0 && left_shift <= 22, "lowbit.", op, ": left_shift must be in [0, 22], got ", left_shift);
+  const auto zp = three_int32(zero_points, op, "zero_points");
+  const auto mult = three_int32(multipliers, op, "multipliers");
+  const auto shf = three_int32(shifts, op, "shifts");
+  const bool in_signed = a.scalar_type() == at::kChar;
+  const int lo_in = in_signed ? -128 : 0, hi_in = in_signed ? 127 : 255;
+  for (int i = 0; i < 2; ++i) {
+    TORCH_CHECK(zp[i] >= lo_in && zp[i] <= hi_in, "lowbit.", op, ": zero_points[", i, "] = ", zp[i],
+                " is outside the range of the inputs' dtype ", a.scalar_type());
+    TORCH_CHECK(shf[i] >= -31 && shf[i] <= 0, "lowbit.", op, ": shifts[", i, "] = ", shf[i],
+                " must be in [-31, 0] (input multipliers are below 1, as int8_add_params makes them)");
+    TORCH_CHECK(mult[i] >= 0, "lowbit.", op, ": multipliers[", i, "] = ", mult[i], " must be >= 0");
+  }
+  TORCH_CHECK(zp[2] >= qmin && zp[2] <= qmax, "lowbit.", op, ": zero_points[2] = ", zp[2],
+              " (the output's) is outside [qmin, qmax] = [", qmin, ", ", qmax, "]");
+  TORCH_CHECK(shf[2] >= -31 && shf[2] <= max_requant_shift(mode), "lowbit.", op, ": shifts[2] = ", shf[2],
+              " is outside [-31, ", max_requant_shift(mode), "]");
+  const std::vector<int64_t> shape = at::infer_size(a.sizes(), b.sizes());
+  const at::Tensor ac = a.expand(shape).contiguous(), bc = b.expand(shape).contiguous();
+  at::Tensor out = at::empty(shape, a.options().dtype(out_u8 ? at::kByte : at::kChar));
+  const QuantizedAddParams p{zp[0], zp[1], mult[0], shf[0], mult[1], shf[1], mult[2], shf[2], zp[2],
+                             static_cast<int32_t>(qmin), static_cast<int32_t>(qmax), static_cast<int32_t>(left_shift)};
+  const auto fn = kernels::requant_kernels().add[static_cast<int>(mode)][in_signed ? 1 : 0][out_u8 ? 0 : 1];
+  const char* ap = static_cast<const char*>(ac.data_ptr());
+  const char* bp = static_cast<const char*>(bc.data_ptr());
+  char* op_ = static_cast<char*>(out.data_ptr());
+  at::parallel_for(0, out.numel(), kParallelGrain, [&](int64_t begin, int64_t end) {
+    fn(ap + begin, bp + begin, op_ + begin, end - begin, p);
+  });
+  return out;
+}
+
+// ---- int4 weight-only linear ------------------------------------------------------------------
+
+at::Tensor int4_pack_weight_cpu(const at::Tensor& codes) {
+  constexpr const char* op = "int4_pack_weight";
+  TORCH_CHECK(!codes.is_floating_point() && !codes.is_complex() && codes.scalar_type() != at::kBool, "lowbit.", op,
+              ": codes must be an integer tensor of 4-bit codes in [0, 15], got ", codes.scalar_type());
+  TORCH_CHECK(codes.dim() == 2, "lowbit.", op, ": codes must be 2-D [out_features, in_features], got shape ",
+              codes.sizes());
+  const int64_t n = codes.size(0), k = codes.size(1);
+  TORCH_CHECK(k % kernels::kInt4Kb == 0, "lowbit.", op, ": in_features must be a multiple of 8, got ", k);
+  const at::Tensor c = codes.to(at::kLong).contiguous();
+  const int64_t* cp = c.data_ptr<int64_t>();
+  for (int64_t i = 0; i < c.numel(); ++i) {
+    TORCH_CHECK(cp[i] >= 0 && cp[i] <= 15, "lowbit.", op, ": codes[", i / std::max<int64_t>(k, 1), "][",
+                i % std::max<int64_t>(k, 1), "] = ", cp[i], " is outside [0, 15]");
+  }
+  const at::Tensor c8 = c.to(at::kByte);
+  at::Tensor packed = at::empty({(n + kernels::kInt4Nr - 1) / kernels::kInt4Nr, k / kernels::kInt4Kb, kernels::kInt4Nr},
+                                codes.options().dtype(at::kInt));
+  kernels::int4_pack_weight(c8.data_ptr<uint8_t>(), n, k, reinterpret_cast<uint32_t*>(packed.data_ptr<int32_t>()));
+  return packed;
+}
+
+void check_int4_packed(const at::Tensor& packed, int64_t n, int64_t k, const char* op) {
+  TORCH_CHECK(packed.scalar_type() == at::kInt, "lowbit.", op,
+              ": packed_weight must be the int32 tensor int4_pack_weight returns, got ", packed.scalar_type());
+  const std::vector<int64_t> want = {(n + kernels::kInt4Nr - 1) / kernels::kInt4Nr, k / kernels::kInt4Kb,
+                                     kernels::kInt4Nr};
+  TORCH_CHECK(packed.sizes().vec() == want, "lowbit.", op, ": packed_weight has shape ", packed.sizes(), " but ", n,
+              " output channels and K = ", k, " pack to ", at::IntArrayRef(want));
+  TORCH_CHECK(packed.is_contiguous(), "lowbit.", op, ": packed_weight must be contiguous");
+}
+
+at::Tensor int4_unpack_weight_cpu(const at::Tensor& packed, int64_t n) {
+  constexpr const char* op = "int4_unpack_weight";
+  TORCH_CHECK(packed.dim() == 3, "lowbit.", op, ": packed_weight must be 3-D, got shape ", packed.sizes());
+  TORCH_CHECK(n >= 0, "lowbit.", op, ": n must be >= 0, got ", n);
+  const int64_t k = packed.size(1) * kernels::kInt4Kb;
+  check_int4_packed(packed, n, k, op);
+  at::Tensor codes = at::empty({n, k}, packed.options().dtype(at::kByte));
+  kernels::int4_unpack_weight(reinterpret_cast<const uint32_t*>(packed.data_ptr<int32_t>()), n, k,
+                              codes.data_ptr<uint8_t>());
+  return codes;
+}
+
+at::Tensor int4_weight_linear_cpu(const at::Tensor& x, const at::Tensor& packed_weight, const at::Tensor& scale,
+                                  const at::Tensor& zero_point, const std::optional<at::Tensor>& bias) {
+  constexpr const char* op = "int4_weight_linear";
+  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16 || x.scalar_type() == at::kHalf,
+              "lowbit.", op, ": x must be float32, bfloat16 or float16, got ", x.scalar_type());
+  TORCH_CHECK(x.dim() >= 1, "lowbit.", op, ": x must have at least one dimension (the K axis)");
+  check_same_device(x, "x", packed_weight, "packed_weight", op);
+  check_same_device(x, "x", scale, "scale", op);
+  check_same_device(x, "x", zero_point, "zero_point", op);
+  TORCH_CHECK(scale.dim() == 2, "lowbit.", op, ": scale must be 2-D [out_features, K / group_size], got shape ",
+              scale.sizes());
+  TORCH_CHECK(zero_point.sizes() == scale.sizes(), "lowbit.", op, ": zero_point must have scale's shape ",
+              scale.sizes(), ", got ", zero_point.sizes());
+  const int64_t k = x.size(-1), n = scale.size(0), groups = scale.size(1);
+  TORCH_CHECK(groups >= 1 && k % groups == 0, "lowbit.", op, ": scale has ", groups,
+              " groups per output channel, which does not divide K = ", k);
+  const int64_t group = k / groups;
+  TORCH_CHECK(group % kernels::kInt4Kb == 0, "lowbit.", op, ": the group size K / scale.size(1) = ", group,
+              " must be a multiple of 8");
+  check_int4_packed(packed_weight, n, k, op);
+  // One branch-free pass per tensor (it vectorizes); the checks that name the bad element run only
+  // when it fails.
+  TORCH_CHECK(scale.is_floating_point(), "lowbit.", op, ": scale must be a floating-point tensor, got ",
+              scale.scalar_type());
+  const at::Tensor s = scale.to(at::kFloat).contiguous();
+  {
+    // Bit patterns 0x00800000..0x7F7FFFFF are exactly the floats in [2^-126, FLT_MAX]: positive,
+    // finite, with a finite reciprocal (NaN, Inf, zero and negatives fall outside). Integer
+    // compares keep the loop vectorized; subnormal scales go to the exact check below.
+    const uint32_t* p = reinterpret_cast<const uint32_t*>(s.data_ptr<float>());
+    const int64_t count = s.numel();
+    uint32_t bad = 0;
+    for (int64_t i = 0; i < count; ++i) bad |= static_cast<uint32_t>(p[i] - 0x00800000u > 0x7F7FFFFFu - 0x00800000u);
+    if (bad != 0) checked_scale(s, op);
+  }
+  TORCH_CHECK(!zero_point.is_floating_point() && !zero_point.is_complex() && zero_point.scalar_type() != at::kBool,
+              "lowbit.", op, ": zero_point must be an integer tensor (int32 preferred), got ", zero_point.scalar_type());
+  const at::Tensor z = zero_point.to(at::kInt).contiguous();
+  {
+    const uint32_t* p = reinterpret_cast<const uint32_t*>(z.data_ptr<int32_t>());
+    const int64_t count = z.numel();
+    uint32_t bad = 0;
+    for (int64_t i = 0; i < count; ++i) bad |= static_cast<uint32_t>(p[i] > 15u);
+    if (bad != 0) checked_zero_point(z, 0, 15, op);
+  }
+  at::Tensor b32;
+  if (bias.has_value()) {
+    TORCH_CHECK(bias->is_floating_point() && bias->dim() == 1 && bias->size(0) == n, "lowbit.", op,
+                ": bias must be a 1-D floating-point tensor of ", n, " elements, got ", bias->scalar_type(), " of shape ",
+                bias->sizes());
+    check_same_device(x, "x", *bias, "bias", op);
+    b32 = bias->to(at::kFloat).contiguous();
+  }
+  int64_t m = 1;
+  for (int64_t d = 0; d + 1 < x.dim(); ++d) m *= x.size(d);
+  std::vector<int64_t> out_sizes = x.sizes().vec();
+  out_sizes.back() = n;
+  at::Tensor y = at::empty({m, n}, x.options().dtype(at::kFloat));
+  if (m > 0 && n > 0) {
+    const at::Tensor xf = x.to(at::kFloat).contiguous().view({m, k});
+    const float* xp = xf.data_ptr<float>();
+    const int64_t blocks = (n + kernels::kInt4Nr - 1) / kernels::kInt4Nr;
+    // Per-group sums of x (k order, float32), and the prescaled activations (int4_weight.h).
+    std::vector<float> xsum(static_cast<size_t>(m * groups));
+    std::vector<float> xscaled(static_cast<size_t>(m * k));
+    bool scaled_ok = true;
+    for (int64_t r = 0; r < m; ++r) {
+      const float* row = xp + r * k;
+      for (int64_t g = 0; g < groups; ++g) {
+        float sum = 0.0f;
+        for (int64_t kk = g * group; kk < (g + 1) * group; ++kk) sum += row[kk];
+        xsum[r * groups + g] = sum;
+      }
+      for (int64_t kk = 0; kk < k; ++kk) {
+        const float v = row[kk];
+        if (v != 0.0f && std::fabs(v) < 0x1p-100f) scaled_ok = false;
+        const int j = static_cast<int>(kk % kernels::kInt4Kb);
+        xscaled[r * k + kk] = j == 7 ? v : std::ldexp(v, -4 * j);
+      }
+    }
+    kernels::Int4LinearArgs args;
+    args.x = xp;
+    args.x_scaled = scaled_ok ? xscaled.data() : nullptr;
+    args.xsum = xsum.data();
+    args.packed = reinterpret_cast<const uint32_t*>(packed_weight.data_ptr<int32_t>());
+    args.scale = s.data_ptr<float>();
+    args.zero = z.data_ptr<int32_t>();
+    args.bias = b32.defined() ? b32.data_ptr<float>() : nullptr;
+    args.y = y.data_ptr<float>();
+    args.m = m;
+    args.n = n;
+    args.k = k;
+    args.groups = groups;
+    args.ldy = n;
+    const auto& table = kernels::int4_kernels();
+    const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, m * k));
+    at::parallel_for(0, blocks, grain, [&](int64_t b0, int64_t b1) { table.linear(args, 0, m, b0, b1); });
+  }
+  return y.to(x.scalar_type()).view(out_sizes);
 }
 
 }  // namespace
@@ -406,6 +771,12 @@ TORCH_LIBRARY_IMPL(lowbit, CPU, m) {
   m.impl("int8_unpack_weight", &int8_unpack_weight_cpu);
   m.impl("int8_gemm", &int8_gemm_cpu);
   m.impl("int8_linear", &int8_linear_cpu);
+  m.impl("int8_pack_conv_weight", &int8_pack_conv_weight_cpu);
+  m.impl("int8_conv2d", &int8_conv2d_cpu);
+  m.impl("int8_add", &int8_add_cpu);
+  m.impl("int4_pack_weight", &int4_pack_weight_cpu);
+  m.impl("int4_unpack_weight", &int4_unpack_weight_cpu);
+  m.impl("int4_weight_linear", &int4_weight_linear_cpu);
 }
 
 }  // namespace lowbit::ops

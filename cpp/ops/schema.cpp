@@ -61,6 +61,29 @@ TORCH_LIBRARY(lowbit, m) {
       "Tensor weight_zero_point, Tensor multiplier, Tensor shift, Tensor out_zero_point, int qmin, int qmax, "
       "str rounding=\"double\") -> Tensor",
       tags);
+  // int8 convolution, NCHW codes in and out: im2col per image and group (padding = the input zero
+  // point) into the int8_linear GEMM, written channel-major by its epilogue.
+  m.def("int8_pack_conv_weight(Tensor weight, int groups=1) -> (Tensor, Tensor)", tags);
+  m.def(
+      "int8_conv2d(Tensor x, Tensor packed_weight, Tensor weight_col_sums, Tensor? bias, Tensor x_zero_point, "
+      "Tensor weight_zero_point, Tensor multiplier, Tensor shift, Tensor out_zero_point, int qmin, int qmax, "
+      "int[2] kernel_size, int[2] stride=[1, 1], int[2] padding=[0, 0], int[2] dilation=[1, 1], int groups=1, "
+      "str rounding=\"double\") -> Tensor",
+      tags);
+  // Residual addition of two quantized tensors (TFLite's integer ADD): zero_points, multipliers and
+  // shifts are int32 [3] for (a, b, out); lowbit.ops.int8_add_params derives them from scales.
+  m.def(
+      "int8_add(Tensor a, Tensor b, Tensor zero_points, Tensor multipliers, Tensor shifts, int qmin, int qmax, "
+      "int left_shift=20, str rounding=\"double\") -> Tensor",
+      tags);
+  // int4 weight-only linear (cpp/kernels/int4_weight.h): 4-bit codes packed 8 per int32, per-group
+  // scale and integer zero point (their [N, K / group] shape sets the group), float activations.
+  m.def("int4_pack_weight(Tensor codes) -> Tensor", tags);
+  m.def("int4_unpack_weight(Tensor packed_weight, int n) -> Tensor", tags);
+  m.def(
+      "int4_weight_linear(Tensor x, Tensor packed_weight, Tensor scale, Tensor zero_point, Tensor? bias=None) "
+      "-> Tensor",
+      tags);
 }
 
 // ---- estimators: learnable and soft gradient estimators (issue 4) ----------------------------

@@ -26,12 +26,11 @@ from .workflow import (  # noqa: E402
     named_quantizers,
     prepare_qat,
 )
+from .convert import ConversionError, SimulationReport, compare_simulation, convert  # noqa: E402
 # ---- estimators (issue 4): registers "lsq", "lsq+", "learnable", "pact", "qil", "dsq", "sigmoid" ----
 from . import learnable_quantizers  # noqa: E402
 from .learnable_quantizers import set_sigmoid_temperature  # noqa: E402
 # ---- end estimators ----
-
-from .convert import ConversionError, SimulationReport, compare_simulation, convert  # noqa: E402
 
 __version__ = "0.1.0"
 

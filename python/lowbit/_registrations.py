@@ -111,6 +111,93 @@ torch.library.register_autograd("lowbit::fake_quantize_affine", _fake_quantize_a
                                 setup_context=_fake_quantize_affine_setup)
 
 
+# ---- integer inference (issue 5): requantization, int8 GEMM -------------------------------------
+# Integer ops: no autograd (their outputs are integer codes).
+
+
+@torch.library.register_fake("lowbit::quantize_multiplier")
+def _quantize_multiplier_fake(real_multiplier, rounding="double"):
+    return (torch.empty_like(real_multiplier, dtype=torch.int32, memory_format=torch.contiguous_format),
+            torch.empty_like(real_multiplier, dtype=torch.int32, memory_format=torch.contiguous_format))
+
+
+def requant_dtype(qmin: int, qmax: int) -> torch.dtype:
+    """Output dtype of ``requantize`` (the ``code_dtype`` rule, extended to int32 ranges)."""
+    return code_dtype(qmin, qmax)
+
+
+@torch.library.register_fake("lowbit::requantize")
+def _requantize_fake(acc, multiplier, shift, zero_point, qmin, qmax, rounding="double"):
+    return torch.empty_like(acc, dtype=requant_dtype(qmin, qmax), memory_format=torch.contiguous_format)
+
+
+def _int8_out_sizes(a, weight_col_sums):
+    return (*a.shape[:-1], weight_col_sums.shape[0])
+
+
+@torch.library.register_fake("lowbit::int8_pack_weight")
+def _int8_pack_weight_fake(weight):
+    n, k = weight.shape
+    packed = weight.new_empty(((n + 15) // 16, k, 16), dtype=torch.int8)
+    return packed, weight.new_empty((n,), dtype=torch.int32)
+
+
+@torch.library.register_fake("lowbit::int8_unpack_weight")
+def _int8_unpack_weight_fake(packed_weight, n, k):
+    return packed_weight.new_empty((n, k), dtype=torch.int8)
+
+
+@torch.library.register_fake("lowbit::int8_gemm")
+def _int8_gemm_fake(a, packed_weight, weight_col_sums):
+    return a.new_empty(_int8_out_sizes(a, weight_col_sums), dtype=torch.int32)
+
+
+@torch.library.register_fake("lowbit::int8_linear")
+def _int8_linear_fake(x, packed_weight, weight_col_sums, bias, x_zero_point, weight_zero_point, multiplier, shift,
+                      out_zero_point, qmin, qmax, rounding="double"):
+    dtype = torch.uint8 if qmin >= 0 and qmax <= 255 else torch.int8
+    return x.new_empty(_int8_out_sizes(x, weight_col_sums), dtype=dtype)
+
+
+@torch.library.register_fake("lowbit::int4_pack_weight")
+def _int4_pack_weight_fake(codes):
+    n, k = codes.shape
+    return codes.new_empty(((n + 7) // 8, k // 8, 8), dtype=torch.int32)
+
+
+@torch.library.register_fake("lowbit::int4_unpack_weight")
+def _int4_unpack_weight_fake(packed_weight, n):
+    return packed_weight.new_empty((n, packed_weight.shape[1] * 8), dtype=torch.uint8)
+
+
+@torch.library.register_fake("lowbit::int4_weight_linear")
+def _int4_weight_linear_fake(x, packed_weight, scale, zero_point, bias=None):
+    return x.new_empty((*x.shape[:-1], scale.shape[0]))
+
+
+@torch.library.register_fake("lowbit::int8_pack_conv_weight")
+def _int8_pack_conv_weight_fake(weight, groups=1):
+    oc, cg, kh, kw = weight.shape
+    ocg = oc // groups
+    packed = weight.new_empty((groups, (ocg + 15) // 16, cg * kh * kw, 16), dtype=torch.int8)
+    return packed, weight.new_empty((oc,), dtype=torch.int32)
+
+
+@torch.library.register_fake("lowbit::int8_conv2d")
+def _int8_conv2d_fake(x, packed_weight, weight_col_sums, bias, x_zero_point, weight_zero_point, multiplier, shift,
+                      out_zero_point, qmin, qmax, kernel_size, stride=(1, 1), padding=(0, 0), dilation=(1, 1),
+                      groups=1, rounding="double"):
+    n, _, h, w = x.shape
+    oh = (h + 2 * padding[0] - dilation[0] * (kernel_size[0] - 1) - 1) // stride[0] + 1
+    ow = (w + 2 * padding[1] - dilation[1] * (kernel_size[1] - 1) - 1) // stride[1] + 1
+    dtype = torch.uint8 if qmin >= 0 and qmax <= 255 else torch.int8
+    return x.new_empty((n, weight_col_sums.shape[0], oh, ow), dtype=dtype)
+
+
+@torch.library.register_fake("lowbit::int8_add")
+def _int8_add_fake(a, b, zero_points, multipliers, shifts, qmin, qmax, left_shift=20, rounding="double"):
+    dtype = torch.uint8 if qmin >= 0 and qmax <= 255 else torch.int8
+    return a.new_empty(torch.broadcast_shapes(a.shape, b.shape), dtype=dtype)
 # ==== estimators: learnable and soft gradient estimators (issue 4) ==============================
 # Fake kernels describe outputs only; parameter gradients come back shaped like their parameter
 # (contiguous, its dtype), absent optional ones as empty tensors. Every autograd formula saves
@@ -322,49 +409,3 @@ def _sigmoid_backward(ctx, grad):
 
 torch.library.register_autograd("lowbit::fake_quantize_sigmoid", _sigmoid_backward, setup_context=_sigmoid_setup)
 # ==== end estimators ============================================================================
-# ---- integer inference (issue 5): requantization, int8 GEMM -------------------------------------
-# Integer ops: no autograd (their outputs are integer codes).
-
-
-@torch.library.register_fake("lowbit::quantize_multiplier")
-def _quantize_multiplier_fake(real_multiplier, rounding="double"):
-    return (torch.empty_like(real_multiplier, dtype=torch.int32, memory_format=torch.contiguous_format),
-            torch.empty_like(real_multiplier, dtype=torch.int32, memory_format=torch.contiguous_format))
-
-
-def requant_dtype(qmin: int, qmax: int) -> torch.dtype:
-    """Output dtype of ``requantize`` (the ``code_dtype`` rule, extended to int32 ranges)."""
-    return code_dtype(qmin, qmax)
-
-
-@torch.library.register_fake("lowbit::requantize")
-def _requantize_fake(acc, multiplier, shift, zero_point, qmin, qmax, rounding="double"):
-    return torch.empty_like(acc, dtype=requant_dtype(qmin, qmax), memory_format=torch.contiguous_format)
-
-
-def _int8_out_sizes(a, weight_col_sums):
-    return (*a.shape[:-1], weight_col_sums.shape[0])
-
-
-@torch.library.register_fake("lowbit::int8_pack_weight")
-def _int8_pack_weight_fake(weight):
-    n, k = weight.shape
-    packed = weight.new_empty(((n + 15) // 16, k, 16), dtype=torch.int8)
-    return packed, weight.new_empty((n,), dtype=torch.int32)
-
-
-@torch.library.register_fake("lowbit::int8_unpack_weight")
-def _int8_unpack_weight_fake(packed_weight, n, k):
-    return packed_weight.new_empty((n, k), dtype=torch.int8)
-
-
-@torch.library.register_fake("lowbit::int8_gemm")
-def _int8_gemm_fake(a, packed_weight, weight_col_sums):
-    return a.new_empty(_int8_out_sizes(a, weight_col_sums), dtype=torch.int32)
-
-
-@torch.library.register_fake("lowbit::int8_linear")
-def _int8_linear_fake(x, packed_weight, weight_col_sums, bias, x_zero_point, weight_zero_point, multiplier, shift,
-                      out_zero_point, qmin, qmax, rounding="double"):
-    dtype = torch.uint8 if qmin >= 0 and qmax <= 255 else torch.int8
-    return x.new_empty(_int8_out_sizes(x, weight_col_sums), dtype=dtype)

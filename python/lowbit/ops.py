@@ -154,6 +154,225 @@ def observe_moving_average_minmax_(x: torch.Tensor, min_val: torch.Tensor, max_v
     torch.ops.lowbit.observe_moving_average_minmax_(x, min_val, max_val, averaging_constant, enabled)
 
 
+# ---- integer inference (issue 5): requantization, int8 GEMM -------------------------------------
+
+REQUANT_ROUNDINGS = ("double", "single")
+__all__ += ["REQUANT_ROUNDINGS", "quantize_multiplier", "requantize"]
+
+
+def quantize_multiplier(real_multiplier, *, rounding: str = "double") -> tuple[torch.Tensor, torch.Tensor]:
+    """Fixed-point form of a real multiplier, elementwise: ``(multiplier int32, shift int32)``.
+
+    TFLite's ``QuantizeMultiplier`` (METHODS §9.1): ``real ≈ multiplier · 2^(shift - 31)`` with
+    ``multiplier`` in ``[2^30, 2^31)`` (a Q31 mantissa, rounded half away from zero) or 0 for a
+    zero or tiny (``< 2^-32``) real. ``shift <= 0`` means a right shift. With ``rounding="single"``
+    (``TFLITE_SINGLE_ROUNDING``) shifts above 30 are clamped to ``(2^31 - 1, 30)`` as TFLite does.
+
+    Args:
+        real_multiplier: float64 tensor (float32 is widened exactly), or a Python float; every
+            element finite, ``>= 0`` and below 2^31. For a layer ``M = S_in · S_w / S_out``
+            computed in float64 (TFLite: ``double(S_in) * double(S_w) / double(S_out)``).
+        rounding: ``"double"`` or ``"single"``, the variant ``requantize`` will run.
+    """
+    if not isinstance(real_multiplier, torch.Tensor):
+        real_multiplier = torch.tensor(real_multiplier, dtype=torch.float64)
+    return torch.ops.lowbit.quantize_multiplier(real_multiplier, rounding)
+
+
+def requantize(acc: torch.Tensor, multiplier: torch.Tensor, shift: torch.Tensor, zero_point, qmin: int, qmax: int,
+               *, rounding: str = "double") -> torch.Tensor:
+    """Integer codes ``clamp(zero_point + MultiplyByQuantizedMultiplier(acc, multiplier, shift), qmin, qmax)``.
+
+    The fixed-point requantization of integer-only inference (Jacob et al. 2018; gemmlowp; TFLite),
+    bit-exact on every kernel path. ``[qmin, qmax]`` also expresses a fused ReLU
+    (``qmin = zero_point``) or ReLU6.
+
+    Args:
+        acc: int32 accumulators, any shape.
+        multiplier, shift: int32 tensors of one shape (as :func:`quantize_multiplier` returns). Their
+            shape sets the granularity like ``scale`` does elsewhere: left-padded with ones to
+            ``acc.dim()`` it must divide ``acc.shape``; ``[1]`` is per-tensor, ``[N]`` per output
+            channel of a ``[M, N]`` GEMM result, ``[1, C, 1, 1]`` per channel of NCHW.
+        zero_point: integer tensor of ``multiplier``'s shape or with one element (or an int); inside
+            ``[qmin, qmax]``.
+        qmin, qmax: output range inside int32; the output dtype is the smallest of uint8, int8,
+            int16, int32 that holds it.
+        rounding: ``"double"`` (default; SRDHM rounding half toward +inf, then a rounding right
+            shift, half away from zero) or ``"single"`` (one rounding of the exact 64-bit product,
+            half toward +inf). They differ on some inputs, e.g. acc=5, M=0.25: 2 vs 1.
+    """
+    zero_point = _as_param(zero_point, torch.int32, acc, "zero_point")
+    return torch.ops.lowbit.requantize(acc, multiplier, shift, zero_point, qmin, qmax, rounding)
+
+__all__ += ["int8_pack_weight", "int8_unpack_weight", "int8_gemm", "int8_linear", "int8_gemm_kernel_name"]
+
+
+def int8_pack_weight(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pack an int8 weight ``[N, K]`` (``[out_features, in_features]``) once for the int8 GEMM.
+
+    Returns ``(packed_weight, weight_col_sums)``: ``packed_weight`` is int8 of shape
+    ``[ceil(N/16), K, 16]``, an opaque blob of 16-channel panels with k in quads of 4 (layout in
+    ``cpp/kernels/gemm_int8.h``; the same on every kernel path, so a packed weight can be saved and
+    loaded anywhere; its shape carries K exactly, so a mismatched input is an error) and
+    ``weight_col_sums`` is int32 ``[N]`` with ``Σ_k weight[n, k]`` (for zero-point folding). Keep
+    both as module buffers; :func:`int8_unpack_weight` inverts the packing exactly.
+    """
+    return torch.ops.lowbit.int8_pack_weight(weight)
+
+
+def int8_unpack_weight(packed_weight: torch.Tensor, n: int, k: int) -> torch.Tensor:
+    """The int8 ``[n, k]`` weight that :func:`int8_pack_weight` packed into ``packed_weight``."""
+    return torch.ops.lowbit.int8_unpack_weight(packed_weight, n, k)
+
+
+def int8_gemm(a: torch.Tensor, packed_weight: torch.Tensor, weight_col_sums: torch.Tensor) -> torch.Tensor:
+    """Exact integer product ``a @ weight.T`` in int32: ``out[..., n] = Σ_k a[..., k] · weight[n, k]``.
+
+    ``a`` holds uint8 or int8 codes of shape ``[..., K]``; zero points are not applied (see
+    :func:`int8_linear`). Exact by construction: ``K`` is limited to 65793 for uint8 and 131071
+    for int8 activations, where the worst-case sum still fits in int32 (larger ``K`` is an error).
+    """
+    return torch.ops.lowbit.int8_gemm(a, packed_weight, weight_col_sums)
+
+
+def int8_linear(x: torch.Tensor, packed_weight: torch.Tensor, weight_col_sums: torch.Tensor,
+                bias: Optional[torch.Tensor], x_zero_point, weight_zero_point, multiplier: torch.Tensor,
+                shift: torch.Tensor, out_zero_point, qmin: int, qmax: int, *, rounding: str = "double") -> torch.Tensor:
+    """Quantized linear layer on integer codes, requantization fused into the GEMM epilogue.
+
+    ``out = clamp(z_out + MBQM(Σ_k (x - z_x)(w - z_w[n]) + bias[n], multiplier[n], shift[n]), qmin, qmax)``
+    with ``MBQM`` the fixed-point multiply of :func:`requantize` (``rounding`` ``"double"`` or
+    ``"single"``), evaluated exactly in int32: the zero-point terms are folded into one int32 per
+    output channel (``bias - z_x·Σ_k w + K·z_x·z_w``), and ``z_w·Σ_k x`` per row is only computed
+    when some weight zero point is nonzero. Bit-exact on every kernel path.
+
+    Args:
+        x: uint8 or int8 activation codes ``[..., K]``.
+        packed_weight, weight_col_sums: from :func:`int8_pack_weight` of the int8 weight ``[N, K]``.
+        bias: int32 ``[N]`` at scale ``x_scale · w_scale`` with zero point 0 (TFLite convention), or None.
+        x_zero_point, out_zero_point: one element each (tensor or int).
+        weight_zero_point: one element or ``[N]`` (int8 range; 0 for symmetric weights).
+        multiplier, shift: int32, one element or ``[N]``, from :func:`quantize_multiplier` of
+            ``x_scale · w_scale[n] / out_scale`` (float64).
+        qmin, qmax: output range, inside uint8 (uint8 output) or int8 (int8 output); a fused ReLU
+            is ``qmin = out_zero_point``.
+
+    Raises if the worst-case accumulator for these dtypes, zero points and ``K`` could exceed int32.
+    """
+    x_zero_point = _as_param(x_zero_point, torch.int32, x, "x_zero_point")
+    weight_zero_point = _as_param(weight_zero_point, torch.int32, x, "weight_zero_point")
+    out_zero_point = _as_param(out_zero_point, torch.int32, x, "out_zero_point")
+    return torch.ops.lowbit.int8_linear(x, packed_weight, weight_col_sums, bias, x_zero_point, weight_zero_point,
+                                        multiplier, shift, out_zero_point, qmin, qmax, rounding)
+
+
+def int8_gemm_kernel_name(activation_dtype: torch.dtype = torch.uint8, epilogue: str = "rq") -> str:
+    """XNNPACK-style name of the GEMM kernel the active path runs, e.g. ``qu8s8_gemm_rq_2x16c4__avx2``."""
+    from . import _C
+
+    return _C.gemm_int8_kernel_name(activation_dtype == torch.int8, epilogue == "rq")
+
+__all__ += ["int4_pack_weight", "int4_unpack_weight", "int4_weight_linear"]
+
+
+def int4_pack_weight(codes: torch.Tensor) -> torch.Tensor:
+    """Pack 4-bit weight codes ``[N, K]`` (integers in ``[0, 15]``, ``K % 8 == 0``) for
+    :func:`int4_weight_linear`: int32 ``[ceil(N/8), K/8, 8]``, eight nibbles per word (layout in
+    ``cpp/kernels/int4_weight.h``; the same on every kernel path). Typically the codes come from
+    :func:`quantize_affine` with ``(qmin, qmax) = (0, 15)`` and a ``[N, K // group]`` scale.
+    """
+    return torch.ops.lowbit.int4_pack_weight(codes)
+
+
+def int4_unpack_weight(packed_weight: torch.Tensor, n: int) -> torch.Tensor:
+    """The uint8 codes ``[n, K]`` that :func:`int4_pack_weight` packed."""
+    return torch.ops.lowbit.int4_unpack_weight(packed_weight, n)
+
+
+def int4_weight_linear(x: torch.Tensor, packed_weight: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor,
+                       bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Weight-only int4 linear layer: ``y = x @ ((q - zero_point) * scale).T + bias``.
+
+    Args:
+        x: float32, bfloat16 or float16 activations ``[..., K]``; computed in float32, returned in
+            ``x``'s dtype.
+        packed_weight: from :func:`int4_pack_weight` of the codes ``q`` ``[N, K]``.
+        scale: ``[N, K // group]`` positive scales (any float dtype; used as float32). Its shape sets
+            the group size (a multiple of 8); ``[N, 1]`` is per channel.
+        zero_point: integer ``[N, K // group]`` in ``[0, 15]`` (8 for symmetric int4).
+        bias: optional float ``[N]``.
+
+    Float arithmetic in a fixed order (``cpp/kernels/int4_weight.h``), so every kernel path gives
+    the same bits; against a float64 reference the error is that of float32 accumulation.
+    """
+    return torch.ops.lowbit.int4_weight_linear(x, packed_weight, scale, zero_point, bias)
+
+__all__ += ["int8_pack_conv_weight", "int8_conv2d"]
+
+
+def _pair(v) -> list:
+    return [int(v), int(v)] if isinstance(v, int) else [int(e) for e in v]
+
+
+def int8_pack_conv_weight(weight: torch.Tensor, groups: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pack an int8 convolution weight ``[OC, C / groups, kH, kW]`` once for :func:`int8_conv2d`.
+
+    Returns ``(packed_weight, weight_col_sums)``: int8 ``[groups, ceil(OC/groups/16), C/groups·kH·kW, 16]``
+    (each group packed like :func:`int8_pack_weight` of its ``[OC/groups, C/groups·kH·kW]`` slice) and
+    int32 ``[OC]`` sums of each filter.
+    """
+    return torch.ops.lowbit.int8_pack_conv_weight(weight, groups)
+
+
+def int8_conv2d(x: torch.Tensor, packed_weight: torch.Tensor, weight_col_sums: torch.Tensor,
+                bias: Optional[torch.Tensor], x_zero_point, weight_zero_point, multiplier: torch.Tensor,
+                shift: torch.Tensor, out_zero_point, qmin: int, qmax: int, kernel_size, stride=1, padding=0,
+                dilation=1, groups: int = 1, *, rounding: str = "double") -> torch.Tensor:
+    """Quantized 2-D convolution on NCHW integer codes with the requantization fused (see
+    :func:`int8_linear` for the arithmetic and the parameters, which here are per output channel).
+
+    Zero padding pads with ``x_zero_point`` (the code of real 0). ``groups`` covers grouped and
+    depthwise (``groups = C``) convolutions. Output: NCHW codes, uint8 or int8 by ``(qmin, qmax)``.
+    """
+    x_zero_point = _as_param(x_zero_point, torch.int32, x, "x_zero_point")
+    weight_zero_point = _as_param(weight_zero_point, torch.int32, x, "weight_zero_point")
+    out_zero_point = _as_param(out_zero_point, torch.int32, x, "out_zero_point")
+    return torch.ops.lowbit.int8_conv2d(x, packed_weight, weight_col_sums, bias, x_zero_point, weight_zero_point,
+                                        multiplier, shift, out_zero_point, qmin, qmax, _pair(kernel_size),
+                                        _pair(stride), _pair(padding), _pair(dilation), groups, rounding)
+
+__all__ += ["int8_add_params", "int8_add"]
+
+
+def int8_add_params(a_scale, b_scale, out_scale, *, left_shift: int = 20,
+                    rounding: str = "double") -> tuple[torch.Tensor, torch.Tensor]:
+    """Fixed-point ``(multipliers, shifts)`` (int32 ``[3]``: a, b, out) for :func:`int8_add`, by TFLite's
+    recipe: with ``t = 2·max(Sa, Sb)``, the inputs are rescaled by ``Sa/t`` and ``Sb/t`` (both <= 1/2)
+    and the sum by ``t / (2^left_shift · S_out)``, each through :func:`quantize_multiplier` in float64.
+    Scales are tensors or Python floats (one element each).
+    """
+    def as64(v):  # float32 scales widen exactly, as TFLite widens its float scales to double
+        return (v if isinstance(v, torch.Tensor) else torch.tensor(v, dtype=torch.float64)).to(torch.float64).reshape(1)
+
+    sa, sb, so = as64(a_scale), as64(b_scale), as64(out_scale)
+    twice_max = 2.0 * torch.maximum(sa, sb)
+    real = torch.cat([sa / twice_max, sb / twice_max, twice_max / (2.0**left_shift * so)])
+    return quantize_multiplier(real, rounding=rounding)
+
+
+def int8_add(a: torch.Tensor, b: torch.Tensor, zero_points, multipliers: torch.Tensor, shifts: torch.Tensor,
+             qmin: int, qmax: int, *, left_shift: int = 20, rounding: str = "double") -> torch.Tensor:
+    """Quantized residual add ``out ≈ Sa(a - za) + Sb(b - zb)`` in output codes, integer-only.
+
+    ``ya = MBQM((a - za)·2^left_shift, Ma, sa)``, likewise ``yb``, then
+    ``out = clamp(zo + MBQM(ya + yb, Mo, so), qmin, qmax)`` (TFLite ADD; ``[qmin, qmax]`` expresses a
+    fused ReLU). ``a``, ``b``: uint8 or int8 codes of one dtype (broadcastable shapes);
+    ``zero_points``: ``(za, zb, zo)`` as an int32 tensor or a sequence; ``multipliers``, ``shifts`` from
+    :func:`int8_add_params`.
+    """
+    if not isinstance(zero_points, torch.Tensor):
+        zero_points = torch.tensor(list(zero_points), dtype=torch.int32)
+    return torch.ops.lowbit.int8_add(a, b, zero_points, multipliers, shifts, qmin, qmax, left_shift, rounding)
 # ==== estimators: learnable and soft gradient estimators (issue 4) ==============================
 # Formulas, defaults and test vectors: METHODS.md §2–§7; the per-element specifications are the
 # cpp/core headers lsq.h, pact.h, qil.h, soft_quant.h. Every op here is differentiable in x and
@@ -579,120 +798,3 @@ def sigmoid_thresholds(levels: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"sigmoid_thresholds: levels must be 1-D with >= 2 values, got shape {tuple(levels.shape)}")
     return 0.5 * (levels[1:] + levels[:-1])
 # ==== end estimators ============================================================================
-# ---- integer inference (issue 5): requantization, int8 GEMM -------------------------------------
-
-REQUANT_ROUNDINGS = ("double", "single")
-__all__ += ["REQUANT_ROUNDINGS", "quantize_multiplier", "requantize"]
-
-
-def quantize_multiplier(real_multiplier, *, rounding: str = "double") -> tuple[torch.Tensor, torch.Tensor]:
-    """Fixed-point form of a real multiplier, elementwise: ``(multiplier int32, shift int32)``.
-
-    TFLite's ``QuantizeMultiplier`` (METHODS §9.1): ``real ≈ multiplier · 2^(shift - 31)`` with
-    ``multiplier`` in ``[2^30, 2^31)`` (a Q31 mantissa, rounded half away from zero) or 0 for a
-    zero or tiny (``< 2^-32``) real. ``shift <= 0`` means a right shift. With ``rounding="single"``
-    (``TFLITE_SINGLE_ROUNDING``) shifts above 30 are clamped to ``(2^31 - 1, 30)`` as TFLite does.
-
-    Args:
-        real_multiplier: float64 tensor (float32 is widened exactly), or a Python float; every
-            element finite, ``>= 0`` and below 2^31. For a layer ``M = S_in · S_w / S_out``
-            computed in float64 (TFLite: ``double(S_in) * double(S_w) / double(S_out)``).
-        rounding: ``"double"`` or ``"single"``, the variant ``requantize`` will run.
-    """
-    if not isinstance(real_multiplier, torch.Tensor):
-        real_multiplier = torch.tensor(real_multiplier, dtype=torch.float64)
-    return torch.ops.lowbit.quantize_multiplier(real_multiplier, rounding)
-
-
-def requantize(acc: torch.Tensor, multiplier: torch.Tensor, shift: torch.Tensor, zero_point, qmin: int, qmax: int,
-               *, rounding: str = "double") -> torch.Tensor:
-    """Integer codes ``clamp(zero_point + MultiplyByQuantizedMultiplier(acc, multiplier, shift), qmin, qmax)``.
-
-    The fixed-point requantization of integer-only inference (Jacob et al. 2018; gemmlowp; TFLite),
-    bit-exact on every kernel path. ``[qmin, qmax]`` also expresses a fused ReLU
-    (``qmin = zero_point``) or ReLU6.
-
-    Args:
-        acc: int32 accumulators, any shape.
-        multiplier, shift: int32 tensors of one shape (as :func:`quantize_multiplier` returns). Their
-            shape sets the granularity like ``scale`` does elsewhere: left-padded with ones to
-            ``acc.dim()`` it must divide ``acc.shape``; ``[1]`` is per-tensor, ``[N]`` per output
-            channel of a ``[M, N]`` GEMM result, ``[1, C, 1, 1]`` per channel of NCHW.
-        zero_point: integer tensor of ``multiplier``'s shape or with one element (or an int); inside
-            ``[qmin, qmax]``.
-        qmin, qmax: output range inside int32; the output dtype is the smallest of uint8, int8,
-            int16, int32 that holds it.
-        rounding: ``"double"`` (default; SRDHM rounding half toward +inf, then a rounding right
-            shift, half away from zero) or ``"single"`` (one rounding of the exact 64-bit product,
-            half toward +inf). They differ on some inputs, e.g. acc=5, M=0.25: 2 vs 1.
-    """
-    zero_point = _as_param(zero_point, torch.int32, acc, "zero_point")
-    return torch.ops.lowbit.requantize(acc, multiplier, shift, zero_point, qmin, qmax, rounding)
-
-__all__ += ["int8_pack_weight", "int8_unpack_weight", "int8_gemm", "int8_linear", "int8_gemm_kernel_name"]
-
-
-def int8_pack_weight(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pack an int8 weight ``[N, K]`` (``[out_features, in_features]``) once for the int8 GEMM.
-
-    Returns ``(packed_weight, weight_col_sums)``: ``packed_weight`` is int8 of shape
-    ``[ceil(N/16), K, 16]``, an opaque blob of 16-channel panels with k in quads of 4 (layout in
-    ``cpp/kernels/gemm_int8.h``; the same on every kernel path, so a packed weight can be saved and
-    loaded anywhere; its shape carries K exactly, so a mismatched input is an error) and
-    ``weight_col_sums`` is int32 ``[N]`` with ``Σ_k weight[n, k]`` (for zero-point folding). Keep
-    both as module buffers; :func:`int8_unpack_weight` inverts the packing exactly.
-    """
-    return torch.ops.lowbit.int8_pack_weight(weight)
-
-
-def int8_unpack_weight(packed_weight: torch.Tensor, n: int, k: int) -> torch.Tensor:
-    """The int8 ``[n, k]`` weight that :func:`int8_pack_weight` packed into ``packed_weight``."""
-    return torch.ops.lowbit.int8_unpack_weight(packed_weight, n, k)
-
-
-def int8_gemm(a: torch.Tensor, packed_weight: torch.Tensor, weight_col_sums: torch.Tensor) -> torch.Tensor:
-    """Exact integer product ``a @ weight.T`` in int32: ``out[..., n] = Σ_k a[..., k] · weight[n, k]``.
-
-    ``a`` holds uint8 or int8 codes of shape ``[..., K]``; zero points are not applied (see
-    :func:`int8_linear`). Exact by construction: ``K`` is limited to 65793 for uint8 and 131071
-    for int8 activations, where the worst-case sum still fits in int32 (larger ``K`` is an error).
-    """
-    return torch.ops.lowbit.int8_gemm(a, packed_weight, weight_col_sums)
-
-
-def int8_linear(x: torch.Tensor, packed_weight: torch.Tensor, weight_col_sums: torch.Tensor,
-                bias: Optional[torch.Tensor], x_zero_point, weight_zero_point, multiplier: torch.Tensor,
-                shift: torch.Tensor, out_zero_point, qmin: int, qmax: int, *, rounding: str = "double") -> torch.Tensor:
-    """Quantized linear layer on integer codes, requantization fused into the GEMM epilogue.
-
-    ``out = clamp(z_out + MBQM(Σ_k (x - z_x)(w - z_w[n]) + bias[n], multiplier[n], shift[n]), qmin, qmax)``
-    with ``MBQM`` the fixed-point multiply of :func:`requantize` (``rounding`` ``"double"`` or
-    ``"single"``), evaluated exactly in int32: the zero-point terms are folded into one int32 per
-    output channel (``bias - z_x·Σ_k w + K·z_x·z_w``), and ``z_w·Σ_k x`` per row is only computed
-    when some weight zero point is nonzero. Bit-exact on every kernel path.
-
-    Args:
-        x: uint8 or int8 activation codes ``[..., K]``.
-        packed_weight, weight_col_sums: from :func:`int8_pack_weight` of the int8 weight ``[N, K]``.
-        bias: int32 ``[N]`` at scale ``x_scale · w_scale`` with zero point 0 (TFLite convention), or None.
-        x_zero_point, out_zero_point: one element each (tensor or int).
-        weight_zero_point: one element or ``[N]`` (int8 range; 0 for symmetric weights).
-        multiplier, shift: int32, one element or ``[N]``, from :func:`quantize_multiplier` of
-            ``x_scale · w_scale[n] / out_scale`` (float64).
-        qmin, qmax: output range, inside uint8 (uint8 output) or int8 (int8 output); a fused ReLU
-            is ``qmin = out_zero_point``.
-
-    Raises if the worst-case accumulator for these dtypes, zero points and ``K`` could exceed int32.
-    """
-    x_zero_point = _as_param(x_zero_point, torch.int32, x, "x_zero_point")
-    weight_zero_point = _as_param(weight_zero_point, torch.int32, x, "weight_zero_point")
-    out_zero_point = _as_param(out_zero_point, torch.int32, x, "out_zero_point")
-    return torch.ops.lowbit.int8_linear(x, packed_weight, weight_col_sums, bias, x_zero_point, weight_zero_point,
-                                        multiplier, shift, out_zero_point, qmin, qmax, rounding)
-
-
-def int8_gemm_kernel_name(activation_dtype: torch.dtype = torch.uint8, epilogue: str = "rq") -> str:
-    """XNNPACK-style name of the GEMM kernel the active path runs, e.g. ``qu8s8_gemm_rq_2x16c4__avx2``."""
-    from . import _C
-
-    return _C.gemm_int8_kernel_name(activation_dtype == torch.int8, epilogue == "rq")

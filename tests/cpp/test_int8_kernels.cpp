@@ -1,0 +1,122 @@
+// Integer kernels (requantize, quantized add, int8 GEMM, int4 weight-only GEMM): every ISA table
+// this CPU can run against the cpp/core formulas and exact int64 sums (int8_kernel_checks.h), and
+// the int4 paths against the scalar reference bit for bit. Paths the CPU lacks are reported.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "int8_kernel_checks.h"
+#include "kernels/dispatch.h"
+#include "kernels/int4_weight.h"
+
+using lowbit::kernels::Isa;
+
+namespace {
+
+const Isa kIsas[] = {Isa::Scalar, Isa::Avx2, Isa::Avx512};
+
+}  // namespace
+
+TEST_CASE("requantize and quantized add tables equal the core formulas on every supported path") {
+  for (Isa isa : kIsas) {
+    if (!lowbit::kernels::isa_supported(isa)) {
+      WARN("kernel path " << lowbit::kernels::isa_name(isa) << " not supported by this CPU: not run here");
+      continue;
+    }
+    lowbit_int8_test::check_requant_table(lowbit::kernels::requant_kernels(isa), lowbit::kernels::isa_name(isa));
+  }
+}
+
+TEST_CASE("int8 GEMM tables equal exact int64 sums and the fused requantization on every supported path") {
+  for (Isa isa : kIsas) {
+    if (!lowbit::kernels::isa_supported(isa)) {
+      WARN("kernel path " << lowbit::kernels::isa_name(isa) << " not supported by this CPU: not run here");
+      continue;
+    }
+    lowbit_int8_test::check_gemm_table(lowbit::kernels::gemm_int8_kernels(isa), lowbit::kernels::isa_name(isa));
+  }
+}
+
+TEST_CASE("int8 GEMM packing round-trips and pads with zeros") {
+  std::mt19937 rng(3);
+  for (int64_t n : {1, 16, 17, 40}) {
+    for (int64_t k : {1, 4, 5, 63}) {
+      std::vector<int8_t> w(static_cast<size_t>(n * k)), back(w.size());
+      for (auto& v : w) v = static_cast<int8_t>(rng());
+      const int64_t panels = lowbit::kernels::gemm_num_panels(n);
+      std::vector<int8_t> packed(static_cast<size_t>(panels * lowbit::kernels::gemm_panel_bytes(k)), 99);
+      std::vector<int32_t> sums(static_cast<size_t>(n));
+      lowbit::kernels::gemm_int8_pack_weight(w.data(), n, k, packed.data(), sums.data());
+      lowbit::kernels::gemm_int8_unpack_weight(packed.data(), n, k, back.data());
+      REQUIRE(back == w);
+      for (int64_t c = n; c < panels * 16; ++c) {
+        for (int64_t kk = 0; kk < k; ++kk) {
+          REQUIRE(packed[(c / 16) * lowbit::kernels::gemm_panel_bytes(k) + lowbit::kernels::gemm_panel_offset(k, c % 16, kk)] == 0);
+        }
+      }
+      for (int64_t r = 0; r < n; ++r) {
+        int32_t s = 0;
+        for (int64_t kk = 0; kk < k; ++kk) s += w[r * k + kk];
+        REQUIRE(sums[r] == s);
+      }
+    }
+  }
+}
+
+TEST_CASE("int4 weight-only GEMM: every supported path equals the scalar reference bit for bit") {
+  std::mt19937 rng(5);
+  for (const auto& shape : {std::array<int64_t, 4>{1, 8, 8, 1}, std::array<int64_t, 4>{3, 37, 64, 4},
+                            std::array<int64_t, 4>{5, 70, 256, 8}, std::array<int64_t, 4>{2, 9, 40, 1}}) {
+    const int64_t m = shape[0], n = shape[1], k = shape[2], groups = shape[3];
+    std::vector<uint8_t> q(static_cast<size_t>(n * k));
+    for (auto& v : q) v = static_cast<uint8_t>(rng() % 16);
+    std::vector<uint32_t> packed(static_cast<size_t>((n + 7) / 8 * k));
+    lowbit::kernels::int4_pack_weight(q.data(), n, k, packed.data());
+    std::vector<uint8_t> back(q.size());
+    lowbit::kernels::int4_unpack_weight(packed.data(), n, k, back.data());
+    REQUIRE(back == q);
+    std::normal_distribution<float> normal;
+    std::vector<float> x(static_cast<size_t>(m * k)), xs(x.size()), xsum(static_cast<size_t>(m * groups), 0.0f);
+    for (auto& v : x) v = normal(rng);
+    for (int64_t r = 0; r < m; ++r) {
+      for (int64_t kk = 0; kk < k; ++kk) {
+        const int j = static_cast<int>(kk % 8);
+        xs[r * k + kk] = j == 7 ? x[r * k + kk] : std::ldexp(x[r * k + kk], -4 * j);
+        xsum[r * groups + kk / (k / groups)] += x[r * k + kk];
+      }
+    }
+    std::vector<float> scale(static_cast<size_t>(n * groups)), bias(static_cast<size_t>(n));
+    std::vector<int32_t> zero(scale.size());
+    for (auto& v : scale) v = 0.001f + static_cast<float>(rng() % 1000) * 1e-5f;
+    for (auto& v : zero) v = static_cast<int32_t>(rng() % 16);
+    for (auto& v : bias) v = normal(rng);
+    lowbit::kernels::Int4LinearArgs a;
+    a.x = x.data();
+    a.xsum = xsum.data();
+    a.packed = packed.data();
+    a.scale = scale.data();
+    a.zero = zero.data();
+    a.bias = bias.data();
+    a.m = m;
+    a.n = n;
+    a.k = k;
+    a.groups = groups;
+    a.ldy = n;
+    std::vector<float> want(static_cast<size_t>(m * n));
+    a.y = want.data();
+    lowbit::kernels::int4_kernels_scalar().linear(a, 0, m, 0, (n + 7) / 8);
+    for (Isa isa : kIsas) {
+      if (!lowbit::kernels::isa_supported(isa)) continue;
+      for (int scaled = 0; scaled < 2; ++scaled) {
+        std::vector<float> got(want.size());
+        a.y = got.data();
+        a.x_scaled = scaled ? xs.data() : nullptr;
+        lowbit::kernels::int4_kernels(isa).linear(a, 0, m, 0, (n + 7) / 8);
+        INFO(lowbit::kernels::isa_name(isa) << " m " << m << " n " << n << " k " << k << " scaled " << scaled);
+        REQUIRE(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) == 0);
+      }
+    }
+  }
+}

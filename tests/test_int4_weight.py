@@ -1,0 +1,186 @@
+"""int4 weight-only linear: packing round trip, every kernel path bit-equal to the scalar
+reference, float64 reference within float32 accumulation error, dtypes, odd shapes, the tiny-
+activation fallback, bad inputs, opcheck and torch.compile."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import lowbit
+from lowbit import ops
+from _int8_ref import ALL_PATHS, path_or_skip
+
+
+def _case(n, k, group, m=3, seed=0, dtype=torch.float32):
+    gen = torch.Generator().manual_seed(seed)
+    q = torch.randint(0, 16, (n, k), dtype=torch.uint8, generator=gen)
+    scale = torch.rand(n, k // group, generator=gen) * 0.02 + 0.001
+    zero = torch.randint(0, 16, (n, k // group), dtype=torch.int32, generator=gen)
+    x = torch.randn(m, k, generator=gen).to(dtype)
+    bias = torch.randn(n, generator=gen)
+    return q, scale, zero, x, bias
+
+
+def _reference(x, q, scale, zero, bias):
+    group = q.shape[1] // scale.shape[1]
+    w = (q.double() - zero.double().repeat_interleave(group, 1)) * scale.double().repeat_interleave(group, 1)
+    y = x.double() @ w.T
+    return y if bias is None else y + bias.double()
+
+
+def _tolerance(x, q, scale):
+    group = q.shape[1] // scale.shape[1]
+    w_abs = (15 * scale.double()).repeat_interleave(group, 1)
+    return 4e-6 * (x.double().abs() @ w_abs.T) + 1e-30
+
+
+@pytest.mark.parametrize("n, k, group", [(1, 8, 8), (8, 16, 8), (37, 64, 16), (13, 128, 128), (70, 256, 32),
+                                         (9, 40, 8)])
+def test_pack_unpack_round_trip_and_layout(n, k, group):
+    q, *_ = _case(n, k, group)
+    packed = ops.int4_pack_weight(q)
+    assert packed.shape == ((n + 7) // 8, k // 8, 8) and packed.dtype == torch.int32
+    assert torch.equal(ops.int4_unpack_weight(packed, n), q)
+    # packed[b][t][l] holds q[8b + l][8t + j] in bits 4j..4j+3
+    b, t, lane, j = (n - 1) // 8, (k - 1) // 8, (n - 1) % 8, (k - 1) % 8
+    word = packed[b, t, lane].item() & 0xFFFFFFFF
+    assert (word >> (4 * j)) & 0xF == q[n - 1, k - 1].item()
+
+
+@pytest.mark.parametrize("path", ALL_PATHS)
+def test_int4_linear_paths_equal_scalar_and_reference(path):
+    path_or_skip(path)
+    for n, k, group, m in [(1, 8, 8, 1), (37, 64, 16, 3), (13, 128, 128, 1), (70, 256, 32, 5), (9, 40, 8, 2),
+                           (64, 512, 64, 4), (17, 96, 96, 7)]:
+        q, scale, zero, x, bias = _case(n, k, group, m, seed=n + k)
+        packed = ops.int4_pack_weight(q)
+        for b in (None, bias):
+            with lowbit.use_kernel_path("scalar"):
+                want = ops.int4_weight_linear(x, packed, scale, zero, b)
+            with lowbit.use_kernel_path(path):
+                got = ops.int4_weight_linear(x, packed, scale, zero, b)
+            assert got.dtype == torch.float32 and got.shape == (m, n)
+            assert torch.equal(got, want), (path, n, k, group, m)
+            err = (got.double() - _reference(x, q, scale, zero, b)).abs()
+            assert (err <= _tolerance(x, q, scale)).all(), (n, k, group, err.max().item())
+
+
+@pytest.mark.parametrize("path", ALL_PATHS)
+def test_int4_linear_tiny_activations_take_the_exact_fallback(path):
+    """|x| < 2^-100 would be subnormal once prescaled by 16^-6: those rows use shifts instead."""
+    path_or_skip(path)
+    q, scale, zero, x, bias = _case(24, 64, 16, m=3, seed=5)
+    x[1, 6] = 3e-31
+    x[2, 14] = -1e-38
+    packed = ops.int4_pack_weight(q)
+    with lowbit.use_kernel_path("scalar"):
+        want = ops.int4_weight_linear(x, packed, scale, zero, bias)
+    with lowbit.use_kernel_path(path):
+        got = ops.int4_weight_linear(x, packed, scale, zero, bias)
+    assert torch.equal(got, want)
+    assert ((got.double() - _reference(x, q, scale, zero, bias)).abs() <= _tolerance(x, q, scale)).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_int4_linear_low_precision_activations(dtype):
+    q, scale, zero, x, bias = _case(40, 128, 32, m=4, seed=6, dtype=dtype)
+    packed = ops.int4_pack_weight(q)
+    got = ops.int4_weight_linear(x, packed, scale, zero, bias)
+    assert got.dtype == dtype
+    # Computed in float32 from the exactly widened activations, rounded once at the end.
+    want = ops.int4_weight_linear(x.float(), packed, scale, zero, bias).to(dtype)
+    assert torch.equal(got, want)
+    # bf16 scales are widened exactly too
+    got_bf16_scale = ops.int4_weight_linear(x, packed, scale.bfloat16(), zero, bias)
+    want_bf16_scale = ops.int4_weight_linear(x, packed, scale.bfloat16().float(), zero, bias)
+    assert torch.equal(got_bf16_scale, want_bf16_scale)
+
+
+def test_int4_linear_batch_dims_threads_and_empty():
+    q, scale, zero, _, bias = _case(96, 256, 64, seed=7)
+    packed = ops.int4_pack_weight(q)
+    x = torch.randn(2, 3, 256)
+    y = ops.int4_weight_linear(x, packed, scale, zero, bias)
+    assert y.shape == (2, 3, 96)
+    assert torch.equal(y, ops.int4_weight_linear(x.reshape(6, 256), packed, scale, zero, bias).reshape(2, 3, 96))
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert torch.equal(ops.int4_weight_linear(x, packed, scale, zero, bias), y)
+    finally:
+        torch.set_num_threads(previous)
+    assert ops.int4_weight_linear(torch.zeros(0, 256), packed, scale, zero).shape == (0, 96)
+
+
+def test_int4_linear_matches_quantize_affine_workflow():
+    """Codes from lowbit's own quantize_affine with a [N, K/g] scale (the blocked convention)."""
+    gen = torch.Generator().manual_seed(8)
+    w = torch.randn(24, 64, generator=gen)
+    group = 16
+    wg = w.reshape(24, 64 // group, group)
+    lo, hi = wg.amin(-1).clamp(max=0), wg.amax(-1).clamp(min=0)
+    scale, zero = ops.choose_qparams(lo, hi, 0, 15)
+    codes = ops.quantize_affine(w, scale, zero, 0, 15)
+    packed = ops.int4_pack_weight(codes)
+    x = torch.randn(5, 64, generator=gen)
+    y = ops.int4_weight_linear(x, packed, scale, zero)
+    w_deq = ops.dequantize_affine(codes, scale, zero)
+    assert torch.allclose(y, x @ w_deq.T, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda q, s, z, x, p: ops.int4_pack_weight(q.float()), r"codes must be an integer tensor"),
+    (lambda q, s, z, x, p: ops.int4_pack_weight(q[:, :60]), r"in_features must be a multiple of 8, got 60"),
+    (lambda q, s, z, x, p: ops.int4_pack_weight(q.int() + 1), r"codes\[\d+\]\[\d+\] = 16 is outside \[0, 15\]"),
+    (lambda q, s, z, x, p: ops.int4_weight_linear(x.double(), p, s, z), r"x must be float32, bfloat16 or float16"),
+    (lambda q, s, z, x, p: ops.int4_weight_linear(x[:, :56], p, s, z), r"group size K / scale.size\(1\) = 14"),
+    (lambda q, s, z, x, p: ops.int4_weight_linear(x[:, :60], p, s, z), r"group size K / scale.size\(1\) = 15 must be a multiple of 8"),
+    (lambda q, s, z, x, p: ops.int4_weight_linear(x[:, :32], p, s[:, :2], z[:, :2]), r"24 output channels and K = 32 pack to"),
+    (lambda q, s, z, x, p: ops.int4_weight_linear(x, p, s[:, :3], z[:, :3]), r"3 groups per output channel"),
+    (lambda q, s, z, x, p: ops.int4_weight_linear(x, p, s, z[:, :2]), r"zero_point must have scale's shape"),
+    (lambda q, s, z, x, p: ops.int4_weight_linear(x, p, torch.ones(24, 16), torch.zeros(24, 16, dtype=torch.int32)),
+     r"group size K / scale.size\(1\) = 4 must be a multiple of 8"),
+    (lambda q, s, z, x, p: ops.int4_weight_linear(x, p, s.index_fill(1, torch.tensor([1]), -1.0), z),
+     r"scale must be positive and finite .* scale\[1\] = -1"),
+    (lambda q, s, z, x, p: ops.int4_weight_linear(x, p, s, z + 12), r"zero_point\[\d+\] = 1\d is outside \[qmin, qmax\] = \[0, 15\]"),
+    (lambda q, s, z, x, p: ops.int4_weight_linear(x, p, s, z.float()), r"zero_point must be an integer tensor"),
+    (lambda q, s, z, x, p: ops.int4_weight_linear(x, p.float(), s, z), r"packed_weight must be the int32 tensor"),
+    (lambda q, s, z, x, p: ops.int4_weight_linear(x, p, s[:16], z[:16]), r"16 output channels and K = 64 pack to"),
+    (lambda q, s, z, x, p: ops.int4_weight_linear(x, p, s, z, torch.zeros(23)), r"bias must be a 1-D floating-point"),
+    (lambda q, s, z, x, p: ops.int4_unpack_weight(p, 30), r"30 output channels and K = 64 pack to"),
+])
+def test_int4_bad_inputs(call, match):
+    q, scale, zero, x, _ = _case(24, 64, 16, seed=9)
+    packed = ops.int4_pack_weight(q)
+    with pytest.raises(RuntimeError, match=match):
+        call(q, scale, zero, x, packed)
+
+
+def test_opcheck_int4_ops():
+    q, scale, zero, x, bias = _case(24, 64, 16, seed=10)
+    torch.library.opcheck(torch.ops.lowbit.int4_pack_weight.default, (q,))
+    packed = ops.int4_pack_weight(q)
+    torch.library.opcheck(torch.ops.lowbit.int4_unpack_weight.default, (packed, 24))
+    torch.library.opcheck(torch.ops.lowbit.int4_weight_linear.default, (x, packed, scale, zero, bias))
+    torch.library.opcheck(torch.ops.lowbit.int4_weight_linear.default, (x.bfloat16(), packed, scale, zero, None))
+
+
+def test_compile_fullgraph_int4_linear():
+    from torch._dynamo.testing import CompileCounterWithBackend
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    q, scale, zero, x, bias = _case(24, 64, 16, seed=11)
+    packed = ops.int4_pack_weight(q)
+    backend = CompileCounterWithBackend("inductor")
+
+    def f(x, scale):
+        return torch.relu(torch.ops.lowbit.int4_weight_linear(x, packed, scale, zero, bias))
+
+    cf = torch.compile(f, backend=backend, fullgraph=True)
+    for i in range(3):
+        s = scale * (1 + i)
+        assert torch.equal(cf(x, s), f(x, s))
+    assert backend.frame_count == 1 and not counters["recompiles"] and not counters["graph_break"]
