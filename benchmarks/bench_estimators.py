@@ -14,7 +14,6 @@ the table; numbers from a busy machine are indicative only.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 
@@ -22,6 +21,8 @@ import torch
 
 import lowbit
 from lowbit import ops
+
+from _machine import cpu_model
 
 
 def round_ste(v):
@@ -151,7 +152,7 @@ def main():
     args = parser.parse_args()
 
     info = lowbit.build_info()
-    print(f"lowbit {info['version']} | torch {torch.__version__} | {platform.processor() or platform.machine()} | "
+    print(f"lowbit {info['version']} | torch {torch.__version__} | {cpu_model()} | "
           f"kernel path {info['kernel_path']} (supported {info['supported_kernel_paths']}) | "
           f"ATen CPU capability {torch.backends.cpu.get_cpu_capability()}")
     print("forward+backward, median of", args.repeat, "runs; ratio = reference time / lowbit time\n")

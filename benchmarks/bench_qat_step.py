@@ -35,6 +35,8 @@ import time
 import torch
 from torch import nn
 
+from _machine import cpu_model
+
 CONFIGS = ["float", "lowbit-ste", "lowbit-lsq", "composed-lsq", "torch.ao"]
 
 
@@ -155,7 +157,7 @@ def main():
         print(json.dumps(run_one(args.child, args.batch, args.steps, args.threads)))
         return
     print(f"ResNet-style CNN (3 stages, 32-128 channels), input {args.batch}x3x32x32, {args.threads} threads, "
-          f"torch {torch.__version__}")
+          f"torch {torch.__version__}, CPU {cpu_model()}")
     rows = []
     for config in args.configs:
         env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072", MALLOC_TRIM_THRESHOLD_="131072")

@@ -29,6 +29,8 @@ from lowbit import QuantSpec, learnable_quantizers
 from lowbit.demo import build_model, evaluate, load_data
 from lowbit.formats import Int
 
+from _machine import cpu_model
+
 ESTIMATORS = ["ste", "lsq", "lsq+", "learnable", "pact", "qil", "dsq", "sigmoid"]
 CONFIGS = {"W8A8": (8, 8), "W4A4": (4, 4), "W2A2": (2, 2)}
 
@@ -104,7 +106,7 @@ def main():
     data = load_data(0)
     info = lowbit.build_info()
     print(f"digits: {len(data.y_train)} train / {len(data.y_test)} test | torch {torch.__version__} | "
-          f"lowbit {info['version']} kernel path {info['kernel_path']} | seeds {args.seeds}")
+          f"lowbit {info['version']} kernel path {info['kernel_path']} | {cpu_model()} | seeds {args.seeds}")
     t0 = time.perf_counter()
     float_models, float_accs = {}, {}
     for seed in args.seeds:
