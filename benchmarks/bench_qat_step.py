@@ -12,12 +12,19 @@ Configurations, each measured in its own subprocess (so peak memory is not pollu
     LOWBIT_DEV_BUILD=build/<name> PYTHONPATH=python python benchmarks/bench_qat_step.py
     ... --batch 64 --threads 2 --steps 20
 
-A step is forward, cross-entropy, backward and an SGD step. Time: median over --steps steps after
-warm-up. Peak memory: the process's peak resident set during the measured steps minus its
-resident set just before them, i.e. the activations and temporaries a step needs. The children
-run with glibc's MALLOC_MMAP_THRESHOLD_/MALLOC_TRIM_THRESHOLD_ fixed at 128 KiB, so large tensors
-are mapped and unmapped (resident memory follows live memory instead of keeping freed heap).
-Ratios are against the float step of the same run.
+A step is forward, cross-entropy, backward and an SGD step. Each configuration runs in two
+child processes:
+
+* memory run: glibc's MALLOC_MMAP_THRESHOLD_/MALLOC_TRIM_THRESHOLD_ fixed at 128 KiB, so large
+  tensors are mapped and unmapped and resident memory follows live memory; peak memory = the
+  process's peak resident set during the measured steps minus its resident set just before
+  them (the activations and temporaries a step needs). Its step time is reported too ("mmap"
+  columns): every large tensor is fresh, page-faulted memory there, which charges each extra
+  allocation with its page faults.
+* time run: the default allocator (what a training script gets: glibc reuses freed heap).
+
+Times are medians over --steps steps after warm-up; ratios are against the float step of the
+same run.
 Numbers from a busy machine are indicative only.
 """
 
@@ -159,22 +166,32 @@ def main():
     print(f"ResNet-style CNN (3 stages, 32-128 channels), input {args.batch}x3x32x32, {args.threads} threads, "
           f"torch {torch.__version__}, CPU {cpu_model()}")
     rows = []
+    tight = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072", MALLOC_TRIM_THRESHOLD_="131072")
     for config in args.configs:
-        env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072", MALLOC_TRIM_THRESHOLD_="131072")
-        out = subprocess.run([sys.executable, __file__, "--child", config, "--batch", str(args.batch), "--steps",
-                              str(args.steps), "--threads", str(args.threads)], capture_output=True, text=True,
-                             env=env)
-        if out.returncode != 0:
-            print(f"{config}: failed\n{out.stderr[-2000:]}")
-            continue
-        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        runs = {}
+        for kind, env in (("time", dict(os.environ)), ("memory", tight)):
+            out = subprocess.run([sys.executable, __file__, "--child", config, "--batch", str(args.batch), "--steps",
+                                  str(args.steps), "--threads", str(args.threads)], capture_output=True, text=True,
+                                 env=env)
+            if out.returncode != 0:
+                print(f"{config} ({kind} run): failed\n{out.stderr[-2000:]}")
+                break
+            runs[kind] = json.loads(out.stdout.strip().splitlines()[-1])
+        else:
+            rows.append({"config": config, "ms": runs["time"]["ms"], "ms_mmap": runs["memory"]["ms"],
+                         "peak_mb": runs["memory"]["peak_mb"]})
     base = next((r for r in rows if r["config"] == "float"), None)
-    print(f"\n{'config':<14}{'step ms':>10}{'vs float':>10}{'peak MB':>10}{'vs float':>10}")
+
+    def ratio(r, key):
+        return r[key] / base[key] if base and base[key] > 0 else float("nan")
+
+    header = ["step ms", "vs float", "mmap ms", "vs float", "peak MB", "vs float"]
+    print("\n" + f"{'config':<14}" + "".join(f"{h:>10}" for h in header))
     for r in rows:
-        t_ratio = r["ms"] / base["ms"] if base else float("nan")
-        m_ratio = r["peak_mb"] / base["peak_mb"] if base and base["peak_mb"] > 0 else float("nan")
-        print(f"{r['config']:<14}{r['ms']:>10.1f}{t_ratio:>10.2f}{r['peak_mb']:>10.1f}{m_ratio:>10.2f}")
-    print("\npeak MB: peak resident set during the measured steps minus the resident set before them")
+        cells = [r["ms"], ratio(r, "ms"), r["ms_mmap"], ratio(r, "ms_mmap"), r["peak_mb"], ratio(r, "peak_mb")]
+        print(f"{r['config']:<14}" + "".join(f"{c:>10.2f}" if i % 2 else f"{c:>10.1f}" for i, c in enumerate(cells)))
+    print("\nstep ms: default allocator; mmap ms: the memory run's allocator (every large tensor page-faulted anew)")
+    print("peak MB: peak resident set during the measured steps minus the resident set before them (memory run)")
 
 
 if __name__ == "__main__":

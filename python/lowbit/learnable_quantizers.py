@@ -35,7 +35,8 @@ Common behaviour:
 * **Rounding.** ``spec.rounding`` may be ``"half_even"`` or, where the estimator rounds in its
   forward, ``"stochastic"`` (training mode only; evaluation rounds half to even).
 * **Memory.** :meth:`LearnableQuantizer.saved_bytes_per_element`: every estimator saves only its
-  input for the backward pass.
+  input for the backward pass. :meth:`~lowbit.quantizers.Quantizer.forward_recomputable` gives
+  the layers a recipe to recompute the output in backward instead of keeping it.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ import torch
 from torch import nn
 
 from . import ops
+from ._recompute import Recompute
 from .quantizers import Quantizer, register_estimator
 from .spec import QuantSpec
 
@@ -161,14 +163,33 @@ class LearnableQuantizer(Quantizer):
         self._initialized = True
         return self
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _ensure_initialized(self, x: torch.Tensor) -> None:
         if not self._initialized:
             if _is_tracing():
                 raise RuntimeError(f"{type(self).__name__}({self.spec.describe()}) initialises its parameters from "
                                    f"the first input: run one eager forward (or call .initialize(x) or load a "
                                    f"state dict) before torch.compile / torch.export")
             self.initialize(x)
-        return self._quantize(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._ensure_initialized(x)
+        if not self._recompute_wanted:
+            return self._quantize(x)
+        stochastic = self.stochastic_rounding and self._rounding() == "stochastic"
+        if stochastic and x.device.type != "cpu":
+            return self._offer_recompute(self._quantize(x), None)  # only the CPU generator is replayed
+        rng_state = torch.get_rng_state() if stochastic else None
+        y = self._quantize(x)
+        training = self.training
+
+        def recompute() -> torch.Tensor:
+            if self.training != training:
+                raise RuntimeError(f"lowbit: {type(self).__name__} switched between train() and eval() after forward "
+                                   f"and before backward; its output cannot be recomputed")
+            return self._quantize(x)
+
+        state = (x, *self.parameters(recurse=False), *self.buffers(recurse=False))
+        return self._offer_recompute(y, Recompute(recompute, state, rng_state))
 
     def _rounding(self) -> str:
         return self.spec.rounding if self.training else "half_even"

@@ -24,6 +24,7 @@ place: a compiled graph neither recompiles nor breaks, and the switches are save
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable, Optional, Sequence, Type, TypeVar
 
@@ -31,6 +32,7 @@ import torch
 from torch import nn
 
 from . import ops
+from ._recompute import Recompute
 from .spec import QuantSpec
 
 __all__ = ["Quantizer", "FakeQuantize", "register_estimator", "estimators", "make_quantizer"]
@@ -122,6 +124,31 @@ class Quantizer(nn.Module):
         """Pass inputs through unchanged (the observer keeps running if enabled); returns self."""
         return self.enable_fake_quant(False)
 
+    # Set only while forward_recomputable runs this module; forward then offers its recipe.
+    _recompute_wanted: bool = False
+
+    def forward_recomputable(self, x: torch.Tensor) -> tuple[torch.Tensor, Optional[Recompute]]:
+        """``(self(x), recompute)``: the output and a :class:`lowbit._recompute.Recompute` that
+        reproduces it bit for bit from ``x`` without autograd, or None when this quantizer cannot
+        (or a forward hook replaced its output).
+
+        Layers use it so as not to keep the quantized input alive for backward. The call goes
+        through ``self(x)`` (module hooks run); state updates (observers, initialisation) happen
+        once, here, never in the recomputation.
+        """
+        self._recompute_wanted = True
+        try:
+            y = self(x)
+        finally:
+            del self._recompute_wanted
+        recompute, produced = self.__dict__.pop("_recompute_offer", (None, None))
+        return y, (recompute if produced is y else None)
+
+    def _offer_recompute(self, y: torch.Tensor, recompute: Optional[Recompute]) -> torch.Tensor:
+        """Called by forward when ``_recompute_wanted``; returns ``y``."""
+        self._recompute_offer = (recompute, y)
+        return y
+
     def _switch_repr(self) -> str:
         if self.observer_enabled.device.type == "meta":
             return ""
@@ -206,7 +233,8 @@ class FakeQuantize(Quantizer):
         return ops.choose_qparams(self.min_val, self.max_val, self.qmin, self.qmax, symmetric=self.spec.symmetric,
                                   method=self.spec.qparams)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _observe_and_bind(self, x: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        """Steps 1-2 of the forward; returns step 3 with this call's scale and zero point bound."""
         if not self._materialized:
             self._materialize(x.shape)
         spec = self.spec
@@ -221,8 +249,21 @@ class FakeQuantize(Quantizer):
         rounding = spec.rounding
         if rounding == "stochastic" and not self.training:
             rounding = "half_even"
-        return ops.fake_quantize_affine(x, scale, zero_point, self.qmin, self.qmax, rounding=rounding, ste=spec.ste,
-                                        enabled=self.fake_quant_enabled)
+        return functools.partial(ops.fake_quantize_affine, scale=scale, zero_point=zero_point, qmin=self.qmin,
+                                 qmax=self.qmax, rounding=rounding, ste=spec.ste, enabled=self.fake_quant_enabled)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        fake_quantize = self._observe_and_bind(x)
+        if not self._recompute_wanted:
+            return fake_quantize(x)
+        stochastic = fake_quantize.keywords["rounding"] == "stochastic"
+        if stochastic and x.device.type != "cpu":
+            return self._offer_recompute(fake_quantize(x), None)  # only the CPU generator is replayed
+        rng_state = torch.get_rng_state() if stochastic else None
+        y = fake_quantize(x)
+        kw = fake_quantize.keywords
+        return self._offer_recompute(y, Recompute(functools.partial(fake_quantize, x),
+                                                  (x, kw["scale"], kw["zero_point"], kw["enabled"]), rng_state))
 
     def reset_observer(self) -> "FakeQuantize":
         """Forget the observed range (back to +inf / -inf: scale 1, zero point 0); returns self."""

@@ -12,6 +12,12 @@ rewires the layers of a captured graph instead: ``input_quantizer`` becomes the 
 quantizer (read, not run), ``output_quantizer`` requantizes the output as the integer model does,
 and ``fused_activation`` clamps it. Those attributes are set by that wiring, not by hand.
 
+Memory: the float op saves its input for the weight gradient. Saving the fake-quantized copy
+would keep one extra activation per layer alive (``x`` itself is kept anyway, by the quantizer and
+usually by the ReLU that produced it), so in eager training the layers keep a recipe instead and
+recompute ``input_quantizer(x)`` in backward (one elementwise pass, bit-identical; see
+:mod:`lowbit._recompute`). ``recompute_input = False`` on a layer saves the copy instead.
+
 The layers subclass ``nn.Linear`` / ``nn.Conv2d``, so code that checks ``isinstance`` or reads
 ``weight``, ``in_features``, ``padding``... keeps working, and ``from_float`` keeps the original
 ``Parameter`` objects (an optimizer built before the swap still updates them).
@@ -24,6 +30,7 @@ from typing import Optional
 import torch
 from torch import nn
 
+from .._recompute import hooks_available, recompute_saved
 from ..quantizers import Quantizer, make_quantizer
 from ..spec import QuantSpec
 from .simulation import integer_layer_forward
@@ -69,6 +76,8 @@ class _QuantLayerMixin:
     # fused activation ("relu" / "relu6") is a clamp on the output codes.
     simulation: str
     output_quantizer: Optional[Quantizer]
+    # Recompute the quantized input in backward instead of saving it (eager mode; see module doc).
+    recompute_input: bool = True
     fused_activation: Optional[str]
     requant_rounding: str
 
@@ -95,6 +104,18 @@ class _QuantLayerMixin:
 
     def _quantized_input(self, x: torch.Tensor) -> torch.Tensor:
         return x if self.input_quantizer is None else self.input_quantizer(x)
+
+    def _float_forward(self, x: torch.Tensor, op) -> torch.Tensor:
+        """``op(input_quantizer(x), weight_quantizer(weight))`` without keeping the quantized
+        input for backward where that can be recomputed exactly."""
+        weight = self._quantized_weight()
+        if self.input_quantizer is None or not self.recompute_input or not hooks_available():
+            return op(self._quantized_input(x), weight)
+        xq, recompute = self.input_quantizer.forward_recomputable(x)
+        if recompute is None:
+            return op(xq, weight)
+        with recompute_saved(xq, recompute):
+            return op(xq, weight)
 
 
 class QuantLinear(_QuantLayerMixin, nn.Linear):
@@ -138,7 +159,7 @@ class QuantLinear(_QuantLayerMixin, nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.simulation == "integer":
             return integer_layer_forward(self, x, conv=False)
-        return nn.functional.linear(self._quantized_input(x), self._quantized_weight(), self.bias)
+        return self._float_forward(x, lambda xq, w: nn.functional.linear(xq, w, self.bias))
 
     def extra_repr(self) -> str:
         return super().extra_repr() + self._simulation_repr()
@@ -191,7 +212,7 @@ class QuantConv2d(_QuantLayerMixin, nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.simulation == "integer":
             return integer_layer_forward(self, x, conv=True)
-        return self._conv_forward(self._quantized_input(x), self._quantized_weight(), self.bias)
+        return self._float_forward(x, lambda xq, w: self._conv_forward(xq, w, self.bias))
 
     def extra_repr(self) -> str:
         return super().extra_repr() + self._simulation_repr()

@@ -1,0 +1,167 @@
+"""QuantLinear / QuantConv2d do not keep their fake-quantized input for backward: they recompute
+it (lowbit._recompute). The recomputation must be invisible: outputs and every gradient equal
+(torch.equal) to saving the copy, for every estimator, stochastic rounding included; the copy is
+really freed; in-place changes are caught; and the hook stays out of the way of user hooks."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+
+import pytest
+import torch
+from torch import nn
+
+import lowbit
+from lowbit import QuantSpec
+from lowbit.formats import Int
+from lowbit.nn import QuantConv2d, QuantLinear
+
+ESTIMATORS = ["ste", "lsq", "lsq+", "learnable", "pact", "qil", "dsq", "sigmoid"]
+
+
+class Net(nn.Module):
+    """Conv -> ReLU -> conv (reflect padding: its saved input is a padded copy) -> a Linear on a
+    3-D input (its saved input is a view of the quantized tensor) -> residual add."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(2, 6, 3, padding=1)
+        self.conv2 = nn.Conv2d(6, 6, 3, padding=1, padding_mode="reflect", bias=False)
+        self.conv3 = nn.Conv2d(6, 4, 1, stride=2)
+        self.fc = nn.Linear(4, 5)
+
+    def forward(self, x):
+        h = torch.relu(self.conv1(x))
+        h = torch.relu(self.conv2(h)) + h
+        h = self.conv3(h)                      # [N, 4, 4, 4]
+        return self.fc(h.flatten(2).transpose(1, 2))  # [N, 16, 5]
+
+
+def prepared(estimator, rounding="half_even", seed=0):
+    torch.manual_seed(seed)
+    weight = QuantSpec(Int(4), granularity="per_channel", estimator=estimator, rounding=rounding)
+    act = QuantSpec(Int(4, signed=False), symmetric=False, estimator=estimator, rounding=rounding)
+    return lowbit.prepare_qat(Net(), weight=weight, activation=act)
+
+
+def layers(model):
+    return [m for m in model.modules() if isinstance(m, (QuantConv2d, QuantLinear))]
+
+
+def run(model, x, recompute, seed=5):
+    for layer in layers(model):
+        layer.recompute_input = recompute
+    model.zero_grad(set_to_none=True)
+    xin = x.clone().requires_grad_(True)
+    torch.manual_seed(seed)  # stochastic rounding draws its seeds from torch's generator
+    y = model(xin)
+    torch.manual_seed(seed + 1)  # recomputation must not depend on the generator's state now
+    y.backward(torch.linspace(-1, 1, y.numel()).reshape(y.shape))
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    return y.detach(), xin.grad, grads
+
+
+# "learnable" and "sigmoid" do not round stochastically (their specs reject it).
+@pytest.mark.parametrize("estimator,rounding", [(e, "half_even") for e in ESTIMATORS] +
+                         [(e, "stochastic") for e in ESTIMATORS if e not in ("learnable", "sigmoid")])
+def test_recomputation_is_bit_exact(estimator, rounding):
+    model = prepared(estimator, rounding)
+    x = torch.randn(3, 2, 8, 8)
+    with torch.no_grad():
+        model(x)  # initialise learnable parameters / observers from one batch
+    model.train()
+    # Observers move on every training forward: give both runs the same starting state.
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    y1, dx1, g1 = run(model, x, recompute=True)
+    model.load_state_dict(state)
+    y0, dx0, g0 = run(model, x, recompute=False)
+    assert torch.equal(y1, y0)
+    assert torch.equal(dx1, dx0)
+    assert g1.keys() == g0.keys() and len(g1) >= 7  # 7 layer parameters (+ quantizer ones)
+    for name in g0:
+        assert torch.equal(g1[name], g0[name]), name
+
+
+def _quantized_input_refs(model):
+    refs = []
+
+    def keep(module, args, output):
+        refs.append(weakref.ref(output))
+
+    handles = [layer.input_quantizer.register_forward_hook(keep) for layer in layers(model)]
+    return refs, handles
+
+
+@pytest.mark.parametrize("estimator", ["ste", "lsq"])
+def test_quantized_input_is_freed_after_forward(estimator):
+    model = prepared(estimator)
+    x = torch.randn(3, 2, 8, 8)
+    model(x)
+    refs, _ = _quantized_input_refs(model)
+    y = model(x)
+    gc.collect()
+    alive = [r() is not None for r in refs]
+    assert alive == [False] * len(refs)
+    y.sum().backward()
+
+    for layer in layers(model):
+        layer.recompute_input = False
+    refs, _ = _quantized_input_refs(model)
+    y = model(x)
+    gc.collect()
+    kept = [r() is not None for r in refs]
+    # conv1, conv2 (reflect padding saves its input), conv3, fc (the linear saves a view of it)
+    assert kept == [True] * len(refs)
+    y.sum().backward()
+
+
+def test_in_place_change_of_the_input_is_an_error():
+    torch.manual_seed(0)
+    layer = QuantLinear.from_float(nn.Linear(4, 3), weight_spec=QuantSpec(Int(8)),
+                                   activation_spec=QuantSpec(Int(8), estimator="lsq"))
+    x = torch.randn(5, 4)
+    layer(x)
+    y = layer(x)
+    x.mul_(2)
+    with pytest.raises(RuntimeError, match="modified"):
+        y.sum().backward()
+
+
+def test_outer_saved_tensor_hooks_take_precedence():
+    model = prepared("ste")
+    x = torch.randn(3, 2, 8, 8)
+    model(x)
+    refs, _ = _quantized_input_refs(model)
+    seen = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: seen.append(1) or t, lambda t: t):
+        y = model(x)
+    gc.collect()
+    assert [r() is not None for r in refs] == [True] * len(refs)  # saved as usual
+    assert seen
+    y.sum().backward()
+
+
+def test_a_forward_hook_that_replaces_the_output_disables_recomputation():
+    torch.manual_seed(0)
+    layer = QuantLinear.from_float(nn.Linear(4, 3), weight_spec=QuantSpec(Int(8)), activation_spec=QuantSpec(Int(8)))
+    layer.input_quantizer.register_forward_hook(lambda m, a, out: out * 0.5)
+    x = torch.randn(5, 4)
+    grads = []
+    for recompute in (True, False):
+        layer.recompute_input = recompute
+        layer.weight.grad = None
+        layer(x).pow(2).sum().backward()
+        grads.append(layer.weight.grad.clone())
+    assert torch.equal(grads[0], grads[1])
+
+
+def test_no_recipe_without_grad_mode():
+    model = prepared("lsq")
+    x = torch.randn(3, 2, 8, 8)
+    model(x)
+    refs, _ = _quantized_input_refs(model)
+    with torch.no_grad():
+        model(x)
+    assert all(q._recompute_wanted is False for _, q in lowbit.named_quantizers(model))
+    assert all("_recompute_offer" not in q.__dict__ for _, q in lowbit.named_quantizers(model))
