@@ -10,6 +10,9 @@
 #include "int8_kernel_checks.h"
 #include "kernels/dispatch.h"
 #include "kernels/int4_weight.h"
+#if defined(__x86_64__) || defined(_M_X64)
+#include <xmmintrin.h>
+#endif
 
 using lowbit::kernels::Isa;
 
@@ -68,7 +71,8 @@ TEST_CASE("int8 GEMM packing round-trips and pads with zeros") {
 TEST_CASE("int4 weight-only GEMM: every supported path equals the scalar reference bit for bit") {
   std::mt19937 rng(5);
   for (const auto& shape : {std::array<int64_t, 4>{1, 8, 8, 1}, std::array<int64_t, 4>{3, 37, 64, 4},
-                            std::array<int64_t, 4>{5, 70, 256, 8}, std::array<int64_t, 4>{2, 9, 40, 1}}) {
+                            std::array<int64_t, 4>{5, 70, 256, 8}, std::array<int64_t, 4>{2, 9, 40, 1},
+                            std::array<int64_t, 4>{7, 24, 128, 2}, std::array<int64_t, 4>{9, 17, 64, 8}}) {
     const int64_t m = shape[0], n = shape[1], k = shape[2], groups = shape[3];
     std::vector<uint8_t> q(static_cast<size_t>(n * k));
     for (auto& v : q) v = static_cast<uint8_t>(rng() % 16);
@@ -78,14 +82,13 @@ TEST_CASE("int4 weight-only GEMM: every supported path equals the scalar referen
     lowbit::kernels::int4_unpack_weight(packed.data(), n, k, back.data());
     REQUIRE(back == q);
     std::normal_distribution<float> normal;
-    std::vector<float> x(static_cast<size_t>(m * k)), xs(x.size()), xsum(static_cast<size_t>(m * groups), 0.0f);
+    std::vector<float> x(static_cast<size_t>(m * k)), xsum(static_cast<size_t>(m * groups));
+    std::vector<float> x_sub(x.size()), x_sub_unscale(static_cast<size_t>(m));
     for (auto& v : x) v = normal(rng);
-    for (int64_t r = 0; r < m; ++r) {
-      for (int64_t kk = 0; kk < k; ++kk) {
-        const int j = static_cast<int>(kk % 8);
-        xs[r * k + kk] = j == 7 ? x[r * k + kk] : std::ldexp(x[r * k + kk], -4 * j);
-        xsum[r * groups + kk / (k / groups)] += x[r * k + kk];
-      }
+    if (m > 2) {  // one all-zero row, and one spanning 2^70 (still the subnormal variant's range)
+      std::fill_n(x.begin() + k, k, 0.0f);
+      x[2 * k] = 0x1p40f;
+      x[2 * k + 1] = -0x1p-30f;
     }
     std::vector<float> scale(static_cast<size_t>(n * groups)), bias(static_cast<size_t>(n));
     std::vector<int32_t> zero(scale.size());
@@ -93,8 +96,9 @@ TEST_CASE("int4 weight-only GEMM: every supported path equals the scalar referen
     for (auto& v : zero) v = static_cast<int32_t>(rng() % 16);
     for (auto& v : bias) v = normal(rng);
     lowbit::kernels::Int4LinearArgs a;
-    a.x = x.data();
-    a.xsum = xsum.data();
+    lowbit::kernels::int4_prepare_activations(x.data(), m, k, groups, xsum.data(), x_sub.data(), x_sub_unscale.data(), a);
+    REQUIRE(a.x_in_scaled_range);
+    REQUIRE(a.x_sub != nullptr);
     a.packed = packed.data();
     a.scale = scale.data();
     a.zero = zero.data();
@@ -109,13 +113,24 @@ TEST_CASE("int4 weight-only GEMM: every supported path equals the scalar referen
     lowbit::kernels::int4_kernels_scalar().linear(a, 0, m, 0, (n + 7) / 8);
     for (Isa isa : kIsas) {
       if (!lowbit::kernels::isa_supported(isa)) continue;
-      for (int scaled = 0; scaled < 2; ++scaled) {
+      for (int variant = 0; variant < 3; ++variant) {  // shift, cvt16, subnormal (int4_weight.h)
         std::vector<float> got(want.size());
         a.y = got.data();
-        a.x_scaled = scaled ? xs.data() : nullptr;
+        a.x_in_scaled_range = variant >= 1;
+        a.x_sub = variant == 2 ? x_sub.data() : nullptr;
         lowbit::kernels::int4_kernels(isa).linear(a, 0, m, 0, (n + 7) / 8);
-        INFO(lowbit::kernels::isa_name(isa) << " m " << m << " n " << n << " k " << k << " scaled " << scaled);
+        INFO(lowbit::kernels::isa_name(isa) << " m " << m << " n " << n << " k " << k << " variant " << variant);
         REQUIRE(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) == 0);
+#if defined(__x86_64__) || defined(_M_X64)
+        // Denormals-are-zero would read the subnormal variant's weight operands as 0: the kernel
+        // must notice (MXCSR is per thread) and still give the reference result.
+        const unsigned csr = _mm_getcsr();
+        _mm_setcsr(csr | 0x8040u);  // DAZ | FTZ
+        std::fill(got.begin(), got.end(), 0.0f);
+        lowbit::kernels::int4_kernels(isa).linear(a, 0, m, 0, (n + 7) / 8);
+        _mm_setcsr(csr);
+        REQUIRE(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) == 0);
+#endif
       }
     }
   }
