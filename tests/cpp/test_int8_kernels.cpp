@@ -135,3 +135,54 @@ TEST_CASE("int4 weight-only GEMM: every supported path equals the scalar referen
     }
   }
 }
+
+#if defined(__x86_64__) || defined(_M_X64)
+TEST_CASE("int4 weight-only GEMM: the subnormal variant's exponent-spread limit keeps every result normal") {
+  // Channel 0 (nibble shift s_0 = 0) sees only x[1] + x[9], which cancel to one ulp of x[1]:
+  // 2^(e_min - 23). In the subnormal variant that value is scaled by 2^(c - 149), c = 125 - e_max,
+  // giving 2^(e_min - e_max - 47): normal at the spread limit 79, subnormal one step beyond, where
+  // flush-to-zero would erase it. So at spread 79 the variant must be chosen and exact under FTZ,
+  // and at 80 it must not be chosen.
+  for (const int spread : {79, 80}) {
+    const int64_t m = 1, n = 8, k = 16, groups = 1;
+    const int e_max = 50, e_min = e_max - spread;
+    std::vector<float> x(static_cast<size_t>(k), 0.0f);
+    x[0] = std::ldexp(1.0f, e_max);
+    x[1] = std::ldexp(1.0f + 0x1p-23f, e_min);
+    x[9] = -std::ldexp(1.0f, e_min);
+    std::vector<uint8_t> q(static_cast<size_t>(n * k), 0);
+    q[1] = q[9] = 1;  // channel 0: only k = 1 and k = 9
+    for (int64_t c = 1; c < n; ++c) q[c * k] = 3;  // the other channels see x[0]
+    std::vector<uint32_t> packed(static_cast<size_t>(k));
+    lowbit::kernels::int4_pack_weight(q.data(), n, k, packed.data());
+    std::vector<float> xsum(1), x_sub(x.size()), x_sub_unscale(1), scale(n, 0.5f);
+    std::vector<int32_t> zero(n, 0);
+    lowbit::kernels::Int4LinearArgs a;
+    lowbit::kernels::int4_prepare_activations(x.data(), m, k, groups, xsum.data(), x_sub.data(), x_sub_unscale.data(), a);
+    INFO("spread " << spread);
+    REQUIRE((a.x_sub != nullptr) == (spread <= lowbit::kernels::kInt4SubMaxExpSpread));
+    a.packed = packed.data();
+    a.scale = scale.data();
+    a.zero = zero.data();
+    a.m = m;
+    a.n = n;
+    a.k = k;
+    a.groups = groups;
+    a.ldy = n;
+    std::vector<float> want(static_cast<size_t>(n)), got(want.size());
+    a.y = want.data();
+    lowbit::kernels::int4_kernels_scalar().linear(a, 0, m, 0, 1);
+    REQUIRE(want[0] == 0.5f * std::ldexp(1.0f, e_min - 23));
+    for (Isa isa : kIsas) {
+      if (!lowbit::kernels::isa_supported(isa)) continue;
+      const unsigned csr = _mm_getcsr();
+      _mm_setcsr(csr | 0x8000u);  // FTZ only: the subnormal variant stays enabled
+      a.y = got.data();
+      lowbit::kernels::int4_kernels(isa).linear(a, 0, m, 0, 1);
+      _mm_setcsr(csr);
+      INFO(lowbit::kernels::isa_name(isa));
+      REQUIRE(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) == 0);
+    }
+  }
+}
+#endif
