@@ -1,18 +1,24 @@
 // int4 weight-only GEMM, AVX2 + FMA. Layout and arithmetic contract in int4_weight.h.
 //
 // Per 8-k tile one 32-byte weight load (8 channels × 8 k) and, per row, one 8-float activation
-// load; nibble j of the 8 words is channel j over those 8 k, so each 8 weights cost one vpand (a
-// vpsrld for nibble 7), one vcvtdq2ps (shared by the rows of a micro-tile) and one vfmadd per row,
-// into a chain whose lanes are the contract's k % 8 lanes. At the end of a group each chain is
-// reduced with vhaddps/vperm2f128 in the contract's tree order.
+// load; nibble j of the 8 words is channel j over those 8 k, so 8 weights cost one nibble
+// extraction (shared by the rows of a micro-tile) and one vfmadd per row, into a chain whose lanes
+// are the contract's k % 8 lanes. At the end of a group each chain is reduced with
+// vhaddps/vperm2f128 in the contract's tree order, scaled back by its power of two and combined
+// with the group's scale and zero point.
+//
+// Extraction variants (int4_weight.h proves each bit-identical to the scalar reference under the
+// conditions the op checks): "subnormal" = one vpand per 8 weights and no conversion at all (the
+// default for ordinary activations); "cvt16" = vpand + vcvtdq2ps (under DAZ, or rows with an
+// exponent spread > 79); "shift" = vpsrld + vpand + vcvtdq2ps (NaN/Inf/subnormal/|x| >= 2^64).
+// On Zen 1 vcvtdq2ps ymm issues once per 2 cycles, which made it the bottleneck of the old kernel
+// (and+cvt+fma ≈ 3 cycles per 8 weights against and+fma ≈ 1.25).
 //
 // Micro-tiles (rows × channels per pass over a group's weights), chosen by the rows left:
 //   1 × 8 (GEMV, LLM decode): 8 independent FMA chains, one activation load per 64 weights;
-//   2 × 4 and 4 × 2: the conversion is shared by 2 or 4 rows (8 chains either way, so everything
+//   2 × 4 and 4 × 2: the extraction is shared by 2 or 4 rows (8 chains either way, so everything
 //   stays in the 16 ymm registers); a group's weights (G/2 bytes per channel) and activations stay
 //   in L1 across the passes.
-// The "scaled" variant runs channel j on q·16^j (no shift) and multiplies the reduced group sum by
-// 16^-j, which int4_weight.h shows is bit-identical when the op vouches for the activation range.
 #include <immintrin.h>
 
 #include <algorithm>
