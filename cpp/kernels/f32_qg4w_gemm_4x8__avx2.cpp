@@ -75,8 +75,8 @@ __attribute__((always_inline)) inline void group_chains(const uint32_t* w, int64
   }
   for (int64_t t = 0; t < tiles; ++t) {
     // The weights are one sequential stream (blocks are contiguous); a software prefetch a
-    // kilobyte ahead keeps more of it in flight than the hardware prefetcher alone does (M = 1
-    // went from 1.9 to 1.6 ms on Zen 1; 0.5 to 4 KB ahead all measured alike).
+    // kilobyte ahead keeps a little more of it in flight than the hardware prefetcher alone
+    // (about 2% at M = 1 on Zen 1, A/B on a loaded machine; 0.5 to 4 KB ahead measured alike).
     _mm_prefetch(reinterpret_cast<const char*>(w + t * kInt4Nr) + kPrefetchBytes, _MM_HINT_T0);
     const __m256i wt = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + t * kInt4Nr));
     __m256 xv[MR];
@@ -183,17 +183,6 @@ void f32_qg4w_gemm_4x8__avx2(const Int4LinearArgs& a, int64_t m0, int64_t m1, in
   std::vector<float> sblk(static_cast<size_t>(a.groups * kInt4Nr)), zblk(sblk.size());
   for (int64_t b = b0; b < b1; ++b) {
     const int64_t lanes = std::min<int64_t>(kInt4Nr, a.n - b * kInt4Nr);
-    // The next block's scales and zero points are contiguous ([N][groups], 8 rows): fetch them
-    // while this block computes (they are 1/4 of the weight bytes at group 128 and would
-    // otherwise be demand misses in the group epilogue).
-    if (b + 1 < b1) {
-      const int64_t first = (b + 1) * kInt4Nr * a.groups;
-      const int64_t count = std::min<int64_t>(kInt4Nr, a.n - (b + 1) * kInt4Nr) * a.groups;
-      for (int64_t e = 0; e < count; e += 16) {
-        _mm_prefetch(reinterpret_cast<const char*>(a.scale + first + e), _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(a.zero + first + e), _MM_HINT_T0);
-      }
-    }
     // Only a partial last block needs the zero-padded copy of its parameters.
     const float* sp = nullptr;
     const float* zp = nullptr;
