@@ -42,10 +42,13 @@ def test_pack_unpack_round_trip_and_layout(n, k, group):
     packed = ops.int4_pack_weight(q)
     assert packed.shape == ((n + 7) // 8, k // 8, 8) and packed.dtype == torch.int32
     assert torch.equal(ops.int4_unpack_weight(packed, n), q)
-    # packed[b][t][l] holds q[8b + l][8t + j] in bits 4j..4j+3
-    b, t, lane, j = (n - 1) // 8, (k - 1) // 8, (n - 1) % 8, (k - 1) % 8
-    word = packed[b, t, lane].item() & 0xFFFFFFFF
-    assert (word >> (4 * j)) & 0xF == q[n - 1, k - 1].item()
+    # packed[b][t][i] holds q[8b + j][8t + i] in bits 4j..4j+3 (word i = column 8t + i of the block)
+    words = packed.view(-1, k).long() & 0xFFFFFFFF  # [blocks, K]
+    for row in range(n):
+        codes = (words[row // 8] >> (4 * (row % 8))) & 0xF
+        assert torch.equal(codes, q[row].long()), row
+    for row in range(n, words.shape[0] * 8):  # padding channels are zero
+        assert not ((words[row // 8] >> (4 * (row % 8))) & 0xF).any()
 
 
 @pytest.mark.parametrize("path", ALL_PATHS)
@@ -67,17 +70,31 @@ def test_int4_linear_paths_equal_scalar_and_reference(path):
 
 
 @pytest.mark.parametrize("path", ALL_PATHS)
-def test_int4_linear_tiny_activations_take_the_exact_fallback(path):
-    """|x| < 2^-100 would be subnormal once prescaled by 16^-6: those rows use shifts instead."""
+@pytest.mark.parametrize("special", ["tiny", "huge", "inf"])
+def test_int4_linear_out_of_range_activations_take_the_exact_fallback(path, special):
+    """Outside 2^-100 <= |x| < 2^64 (int4_weight.h) the q·16^j chains could meet subnormals or
+    overflow where the specification does not: the kernels then extract nibbles with shifts."""
     path_or_skip(path)
     q, scale, zero, x, bias = _case(24, 64, 16, m=3, seed=5)
-    x[1, 6] = 3e-31
-    x[2, 14] = -1e-38
+    if special == "tiny":
+        x[1, 6] = 3e-31
+        x[2, 14] = -1e-38
+    elif special == "huge":
+        x[1, 3] = 2.0 ** 64
+        x[2, 14] = -3e25  # 16^6 · 15 · 3e25 · 16 terms would overflow float32 in the scaled chain
+        x[2, 15] = 2.5e30
+    else:
+        x[1, 6] = float("inf")
+        x[2, 14] = float("nan")
     packed = ops.int4_pack_weight(q)
     with lowbit.use_kernel_path("scalar"):
         want = ops.int4_weight_linear(x, packed, scale, zero, bias)
     with lowbit.use_kernel_path(path):
         got = ops.int4_weight_linear(x, packed, scale, zero, bias)
+    if special == "inf":
+        assert torch.equal(got.isnan(), want.isnan()) and torch.equal(got[~got.isnan()], want[~want.isnan()])
+        assert got[0].isfinite().all() and not got[1].isfinite().any() and got[2].isnan().all()
+        return
     assert torch.equal(got, want)
     assert ((got.double() - _reference(x, q, scale, zero, bias)).abs() <= _tolerance(x, q, scale)).all()
 

@@ -9,28 +9,26 @@ namespace lowbit {
 LOWBIT_ISA_BEGIN
 namespace {
 
-using kernels::Int4LinearArgs;
-using kernels::kInt4Kb;
-using kernels::kInt4Nr;
-
 void f32_qg4w_gemm_1x8__scalar(const Int4LinearArgs& a, int64_t m0, int64_t m1, int64_t b0, int64_t b1) {
-  const int64_t kb = a.k / kInt4Kb, group = a.k / a.groups;
+  const int64_t tiles = a.k / kInt4Kb, group_tiles = tiles / a.groups;
   for (int64_t b = b0; b < b1; ++b) {
-    const uint32_t* block = a.packed + b * kb * kInt4Nr;
-    for (int64_t lane = 0; lane < kInt4Nr && b * kInt4Nr + lane < a.n; ++lane) {
-      const int64_t n = b * kInt4Nr + lane;
+    const uint32_t* block = a.packed + b * tiles * kInt4Nr;
+    for (int64_t j = 0; j < kInt4Nr && b * kInt4Nr + j < a.n; ++j) {
+      const int64_t n = b * kInt4Nr + j;
       for (int64_t m = m0; m < m1; ++m) {
         const float* x = a.x + m * a.k;
         float total = 0.0f;
         for (int64_t g = 0; g < a.groups; ++g) {
-          float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-          for (int64_t kk = g * group; kk < (g + 1) * group; ++kk) {
-            const uint32_t q = (block[(kk / kInt4Kb) * kInt4Nr + lane] >> (4 * (kk % kInt4Kb))) & 0xF;
-            acc[kk % 4] = std::fma(static_cast<float>(q), x[kk], acc[kk % 4]);
+          float lanes[kInt4Kb] = {};
+          for (int64_t t = g * group_tiles; t < (g + 1) * group_tiles; ++t) {
+            for (int64_t i = 0; i < kInt4Kb; ++i) {
+              const float q = static_cast<float>(int4_code(block, t, i, j));
+              lanes[i] = std::fma(q, x[t * kInt4Kb + i], lanes[i]);
+            }
           }
           const int64_t pi = n * a.groups + g;
-          const float inner = std::fma(-static_cast<float>(a.zero[pi]), a.xsum[m * a.groups + g], (acc[0] + acc[1]) + (acc[2] + acc[3]));
-          total = std::fma(a.scale[pi], inner, total);
+          total = int4_group_step(total, int4_lane_tree(lanes), a.scale[pi],
+                                           static_cast<float>(a.zero[pi]), a.xsum[m * a.groups + g]);
         }
         a.y[m * a.ldy + n] = a.bias != nullptr ? total + a.bias[n] : total;
       }

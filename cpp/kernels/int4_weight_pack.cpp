@@ -1,4 +1,7 @@
-// Packing of int4 weights (layout in int4_weight.h); done once per weight, plain scalar code.
+// Packing of int4 weights (layout in int4_weight.h), done once per weight, and the per-call
+// activation preparation; plain scalar code (it vectorizes where it matters: integer loops).
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "kernels/int4_weight.h"
@@ -6,26 +9,77 @@
 namespace lowbit::kernels {
 
 void int4_pack_weight(const uint8_t* codes, int64_t n, int64_t k, uint32_t* packed) {
-  const int64_t blocks = (n + kInt4Nr - 1) / kInt4Nr, kb = k / kInt4Kb;
-  std::memset(packed, 0, static_cast<size_t>(blocks * kb * kInt4Nr) * sizeof(uint32_t));
+  const int64_t blocks = (n + kInt4Nr - 1) / kInt4Nr, tiles = k / kInt4Kb;
+  std::memset(packed, 0, static_cast<size_t>(blocks * tiles * kInt4Nr) * sizeof(uint32_t));
   for (int64_t row = 0; row < n; ++row) {
-    uint32_t* block = packed + (row / kInt4Nr) * kb * kInt4Nr;
-    const int64_t lane = row % kInt4Nr;
-    for (int64_t kk = 0; kk < k; ++kk) {
-      block[(kk / kInt4Kb) * kInt4Nr + lane] |= uint32_t{codes[row * k + kk]} << (4 * (kk % kInt4Kb));
-    }
+    uint32_t* block = packed + (row / kInt4Nr) * tiles * kInt4Nr;
+    const int64_t j = row % kInt4Nr;
+    for (int64_t kk = 0; kk < k; ++kk) block[kk] |= uint32_t{codes[row * k + kk]} << (4 * j);
   }
 }
 
 void int4_unpack_weight(const uint32_t* packed, int64_t n, int64_t k, uint8_t* codes) {
-  const int64_t kb = k / kInt4Kb;
+  const int64_t tiles = k / kInt4Kb;
   for (int64_t row = 0; row < n; ++row) {
-    const uint32_t* block = packed + (row / kInt4Nr) * kb * kInt4Nr;
-    const int64_t lane = row % kInt4Nr;
-    for (int64_t kk = 0; kk < k; ++kk) {
-      codes[row * k + kk] = static_cast<uint8_t>((block[(kk / kInt4Kb) * kInt4Nr + lane] >> (4 * (kk % kInt4Kb))) & 0xF);
-    }
+    const uint32_t* block = packed + (row / kInt4Nr) * tiles * kInt4Nr;
+    const int64_t j = row % kInt4Nr;
+    for (int64_t kk = 0; kk < k; ++kk) codes[row * k + kk] = static_cast<uint8_t>((block[kk] >> (4 * j)) & 0xF);
   }
+}
+
+void int4_prepare_activations(const float* x, int64_t m, int64_t k, int64_t groups, float* xsum, float* x_sub,
+                              float* x_sub_unscale, Int4LinearArgs& args) {
+  // Magnitudes as bit patterns: integer max/min loops that vectorize; |x| bits >= bits(Inf)
+  // covers NaN and Inf.
+  constexpr uint32_t lo_bits = 0x0D800000u;  // bits of kInt4ScaledMinAbs = 2^-100
+  constexpr uint32_t hi_bits = 0x5F800000u;  // bits of kInt4ScaledMaxAbs = 2^64
+  static_assert(lo_bits == (uint32_t{127 - 100} << 23) && hi_bits == (uint32_t{127 + 64} << 23));
+  const int64_t group = k / groups;
+  bool in_scaled_range = true, sub_ok = true;
+  for (int64_t r = 0; r < m; ++r) {
+    const float* row = x + r * k;
+    for (int64_t g = 0; g < groups; ++g) {
+      float sum = 0.0f;
+      for (int64_t kk = g * group; kk < (g + 1) * group; ++kk) sum += row[kk];
+      xsum[r * groups + g] = sum;
+    }
+    uint32_t max_mag = 0, min_mag = 0xFFFFFFFFu;  // min over nonzero magnitudes
+    for (int64_t kk = 0; kk < k; ++kk) {
+      uint32_t mag;
+      std::memcpy(&mag, row + kk, sizeof(mag));
+      mag &= 0x7FFFFFFFu;
+      max_mag = std::max(max_mag, mag);
+      min_mag = std::min(min_mag, mag == 0 ? 0xFFFFFFFFu : mag);
+    }
+    x_sub_unscale[r] = 1.0f;
+    if (max_mag == 0) {  // all zeros: every variant gives zeros
+      std::fill_n(x_sub + r * k, k, 0.0f);
+      continue;
+    }
+    if (max_mag >= hi_bits || min_mag < lo_bits) {
+      in_scaled_range = sub_ok = false;
+      continue;
+    }
+    const int e_max = static_cast<int>(max_mag >> 23) - 127, e_min = static_cast<int>(min_mag >> 23) - 127;
+    if (e_max - e_min > kInt4SubMaxExpSpread) {
+      sub_ok = false;
+      continue;
+    }
+    // x·2^c, c = 125 - e_max, by adding c to the exponent field: exact, |x|·2^c in [2^46, 2^126).
+    const uint32_t shift = static_cast<uint32_t>(125 - e_max) << 23;
+    for (int64_t kk = 0; kk < k; ++kk) {
+      uint32_t bits;
+      std::memcpy(&bits, row + kk, sizeof(bits));
+      bits += (bits & 0x7FFFFFFFu) != 0 ? shift : 0u;
+      std::memcpy(x_sub + r * k + kk, &bits, sizeof(bits));
+    }
+    x_sub_unscale[r] = std::ldexp(1.0f, 24 + e_max);
+  }
+  args.x = x;
+  args.xsum = xsum;
+  args.x_in_scaled_range = in_scaled_range;
+  args.x_sub = in_scaled_range && sub_ok ? x_sub : nullptr;
+  args.x_sub_unscale = x_sub_unscale;
 }
 
 }  // namespace lowbit::kernels

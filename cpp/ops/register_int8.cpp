@@ -723,27 +723,11 @@ at::Tensor int4_weight_linear_cpu(const at::Tensor& x, const at::Tensor& packed_
     const at::Tensor xf = x.to(at::kFloat).contiguous().view({m, k});
     const float* xp = xf.data_ptr<float>();
     const int64_t blocks = (n + kernels::kInt4Nr - 1) / kernels::kInt4Nr;
-    // Per-group sums of x (k order, float32), and the prescaled activations (int4_weight.h).
     std::vector<float> xsum(static_cast<size_t>(m * groups));
-    std::vector<float> xscaled(static_cast<size_t>(m * k));
-    bool scaled_ok = true;
-    for (int64_t r = 0; r < m; ++r) {
-      const float* row = xp + r * k;
-      for (int64_t g = 0; g < groups; ++g) {
-        float sum = 0.0f;
-        for (int64_t kk = g * group; kk < (g + 1) * group; ++kk) sum += row[kk];
-        xsum[r * groups + g] = sum;
-      }
-      for (int64_t kk = 0; kk < k; ++kk) {
-        const float v = row[kk];
-        if (v != 0.0f && std::fabs(v) < 0x1p-100f) scaled_ok = false;
-        const int j = static_cast<int>(kk % kernels::kInt4Kb);
-        xscaled[r * k + kk] = j == 7 ? v : std::ldexp(v, -4 * j);
-      }
-    }
+    std::vector<float> x_sub(static_cast<size_t>(m * k)), x_sub_unscale(static_cast<size_t>(m));
     kernels::Int4LinearArgs args;
+    kernels::int4_prepare_activations(xp, m, k, groups, xsum.data(), x_sub.data(), x_sub_unscale.data(), args);
     args.x = xp;
-    args.x_scaled = scaled_ok ? xscaled.data() : nullptr;
     args.xsum = xsum.data();
     args.packed = reinterpret_cast<const uint32_t*>(packed_weight.data_ptr<int32_t>());
     args.scale = s.data_ptr<float>();

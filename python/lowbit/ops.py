@@ -277,8 +277,9 @@ __all__ += ["int4_pack_weight", "int4_unpack_weight", "int4_weight_linear"]
 
 def int4_pack_weight(codes: torch.Tensor) -> torch.Tensor:
     """Pack 4-bit weight codes ``[N, K]`` (integers in ``[0, 15]``, ``K % 8 == 0``) for
-    :func:`int4_weight_linear`: int32 ``[ceil(N/8), K/8, 8]``, eight nibbles per word (layout in
-    ``cpp/kernels/int4_weight.h``; the same on every kernel path). Typically the codes come from
+    :func:`int4_weight_linear`: int32 ``[ceil(N/8), K/8, 8]``; word ``[b, t, i]`` holds column
+    ``k = 8t + i`` of the eight output channels ``8b .. 8b+7``, channel ``8b + j`` in bits ``4j..4j+3``
+    (layout in ``cpp/kernels/int4_weight.h``; the same on every kernel path). Typically the codes come from
     :func:`quantize_affine` with ``(qmin, qmax) = (0, 15)`` and a ``[N, K // group]`` scale.
     """
     return torch.ops.lowbit.int4_pack_weight(codes)

@@ -10,6 +10,9 @@
 #include "int8_kernel_checks.h"
 #include "kernels/dispatch.h"
 #include "kernels/int4_weight.h"
+#if defined(__x86_64__) || defined(_M_X64)
+#include <xmmintrin.h>
+#endif
 
 using lowbit::kernels::Isa;
 
@@ -68,7 +71,8 @@ TEST_CASE("int8 GEMM packing round-trips and pads with zeros") {
 TEST_CASE("int4 weight-only GEMM: every supported path equals the scalar reference bit for bit") {
   std::mt19937 rng(5);
   for (const auto& shape : {std::array<int64_t, 4>{1, 8, 8, 1}, std::array<int64_t, 4>{3, 37, 64, 4},
-                            std::array<int64_t, 4>{5, 70, 256, 8}, std::array<int64_t, 4>{2, 9, 40, 1}}) {
+                            std::array<int64_t, 4>{5, 70, 256, 8}, std::array<int64_t, 4>{2, 9, 40, 1},
+                            std::array<int64_t, 4>{7, 24, 128, 2}, std::array<int64_t, 4>{9, 17, 64, 8}}) {
     const int64_t m = shape[0], n = shape[1], k = shape[2], groups = shape[3];
     std::vector<uint8_t> q(static_cast<size_t>(n * k));
     for (auto& v : q) v = static_cast<uint8_t>(rng() % 16);
@@ -78,14 +82,13 @@ TEST_CASE("int4 weight-only GEMM: every supported path equals the scalar referen
     lowbit::kernels::int4_unpack_weight(packed.data(), n, k, back.data());
     REQUIRE(back == q);
     std::normal_distribution<float> normal;
-    std::vector<float> x(static_cast<size_t>(m * k)), xs(x.size()), xsum(static_cast<size_t>(m * groups), 0.0f);
+    std::vector<float> x(static_cast<size_t>(m * k)), xsum(static_cast<size_t>(m * groups));
+    std::vector<float> x_sub(x.size()), x_sub_unscale(static_cast<size_t>(m));
     for (auto& v : x) v = normal(rng);
-    for (int64_t r = 0; r < m; ++r) {
-      for (int64_t kk = 0; kk < k; ++kk) {
-        const int j = static_cast<int>(kk % 8);
-        xs[r * k + kk] = j == 7 ? x[r * k + kk] : std::ldexp(x[r * k + kk], -4 * j);
-        xsum[r * groups + kk / (k / groups)] += x[r * k + kk];
-      }
+    if (m > 2) {  // one all-zero row, and one spanning 2^70 (still the subnormal variant's range)
+      std::fill_n(x.begin() + k, k, 0.0f);
+      x[2 * k] = 0x1p40f;
+      x[2 * k + 1] = -0x1p-30f;
     }
     std::vector<float> scale(static_cast<size_t>(n * groups)), bias(static_cast<size_t>(n));
     std::vector<int32_t> zero(scale.size());
@@ -93,8 +96,9 @@ TEST_CASE("int4 weight-only GEMM: every supported path equals the scalar referen
     for (auto& v : zero) v = static_cast<int32_t>(rng() % 16);
     for (auto& v : bias) v = normal(rng);
     lowbit::kernels::Int4LinearArgs a;
-    a.x = x.data();
-    a.xsum = xsum.data();
+    lowbit::kernels::int4_prepare_activations(x.data(), m, k, groups, xsum.data(), x_sub.data(), x_sub_unscale.data(), a);
+    REQUIRE(a.x_in_scaled_range);
+    REQUIRE(a.x_sub != nullptr);
     a.packed = packed.data();
     a.scale = scale.data();
     a.zero = zero.data();
@@ -109,14 +113,76 @@ TEST_CASE("int4 weight-only GEMM: every supported path equals the scalar referen
     lowbit::kernels::int4_kernels_scalar().linear(a, 0, m, 0, (n + 7) / 8);
     for (Isa isa : kIsas) {
       if (!lowbit::kernels::isa_supported(isa)) continue;
-      for (int scaled = 0; scaled < 2; ++scaled) {
+      for (int variant = 0; variant < 3; ++variant) {  // shift, cvt16, subnormal (int4_weight.h)
         std::vector<float> got(want.size());
         a.y = got.data();
-        a.x_scaled = scaled ? xs.data() : nullptr;
+        a.x_in_scaled_range = variant >= 1;
+        a.x_sub = variant == 2 ? x_sub.data() : nullptr;
         lowbit::kernels::int4_kernels(isa).linear(a, 0, m, 0, (n + 7) / 8);
-        INFO(lowbit::kernels::isa_name(isa) << " m " << m << " n " << n << " k " << k << " scaled " << scaled);
+        INFO(lowbit::kernels::isa_name(isa) << " m " << m << " n " << n << " k " << k << " variant " << variant);
         REQUIRE(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) == 0);
+#if defined(__x86_64__) || defined(_M_X64)
+        // Denormals-are-zero would read the subnormal variant's weight operands as 0: the kernel
+        // must notice (MXCSR is per thread) and still give the reference result.
+        const unsigned csr = _mm_getcsr();
+        _mm_setcsr(csr | 0x8040u);  // DAZ | FTZ
+        std::fill(got.begin(), got.end(), 0.0f);
+        lowbit::kernels::int4_kernels(isa).linear(a, 0, m, 0, (n + 7) / 8);
+        _mm_setcsr(csr);
+        REQUIRE(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) == 0);
+#endif
       }
     }
   }
 }
+
+#if defined(__x86_64__) || defined(_M_X64)
+TEST_CASE("int4 weight-only GEMM: the subnormal variant's exponent-spread limit keeps every result normal") {
+  // Channel 0 (nibble shift s_0 = 0) sees only x[1] + x[9], which cancel to one ulp of x[1]:
+  // 2^(e_min - 23). In the subnormal variant that value is scaled by 2^(c - 149), c = 125 - e_max,
+  // giving 2^(e_min - e_max - 47): normal at the spread limit 79, subnormal one step beyond, where
+  // flush-to-zero would erase it. So at spread 79 the variant must be chosen and exact under FTZ,
+  // and at 80 it must not be chosen.
+  for (const int spread : {79, 80}) {
+    const int64_t m = 1, n = 8, k = 16, groups = 1;
+    const int e_max = 50, e_min = e_max - spread;
+    std::vector<float> x(static_cast<size_t>(k), 0.0f);
+    x[0] = std::ldexp(1.0f, e_max);
+    x[1] = std::ldexp(1.0f + 0x1p-23f, e_min);
+    x[9] = -std::ldexp(1.0f, e_min);
+    std::vector<uint8_t> q(static_cast<size_t>(n * k), 0);
+    q[1] = q[9] = 1;  // channel 0: only k = 1 and k = 9
+    for (int64_t c = 1; c < n; ++c) q[c * k] = 3;  // the other channels see x[0]
+    std::vector<uint32_t> packed(static_cast<size_t>(k));
+    lowbit::kernels::int4_pack_weight(q.data(), n, k, packed.data());
+    std::vector<float> xsum(1), x_sub(x.size()), x_sub_unscale(1), scale(n, 0.5f);
+    std::vector<int32_t> zero(n, 0);
+    lowbit::kernels::Int4LinearArgs a;
+    lowbit::kernels::int4_prepare_activations(x.data(), m, k, groups, xsum.data(), x_sub.data(), x_sub_unscale.data(), a);
+    INFO("spread " << spread);
+    REQUIRE((a.x_sub != nullptr) == (spread <= lowbit::kernels::kInt4SubMaxExpSpread));
+    a.packed = packed.data();
+    a.scale = scale.data();
+    a.zero = zero.data();
+    a.m = m;
+    a.n = n;
+    a.k = k;
+    a.groups = groups;
+    a.ldy = n;
+    std::vector<float> want(static_cast<size_t>(n)), got(want.size());
+    a.y = want.data();
+    lowbit::kernels::int4_kernels_scalar().linear(a, 0, m, 0, 1);
+    REQUIRE(want[0] == 0.5f * std::ldexp(1.0f, e_min - 23));
+    for (Isa isa : kIsas) {
+      if (!lowbit::kernels::isa_supported(isa)) continue;
+      const unsigned csr = _mm_getcsr();
+      _mm_setcsr(csr | 0x8000u);  // FTZ only: the subnormal variant stays enabled
+      a.y = got.data();
+      lowbit::kernels::int4_kernels(isa).linear(a, 0, m, 0, 1);
+      _mm_setcsr(csr);
+      INFO(lowbit::kernels::isa_name(isa));
+      REQUIRE(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) == 0);
+    }
+  }
+}
+#endif
