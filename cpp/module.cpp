@@ -36,6 +36,7 @@ PYBIND11_MODULE(_C, m) {
     d["avx512dq"] = f.avx512dq;
     d["avx512vnni"] = f.avx512vnni;
     d["avxvnni"] = f.avxvnni;
+    d["subnormal_operands_full_speed"] = f.subnormal_operands_full_speed;
     return d;
   });
   m.def("supported_isas", [] {

@@ -22,6 +22,7 @@ const CpuFeatures& cpu_features() {
     f.avx512dq = __builtin_cpu_supports("avx512dq");
     f.avx512vnni = __builtin_cpu_supports("avx512vnni");
     f.avxvnni = __builtin_cpu_supports("avxvnni");
+    f.subnormal_operands_full_speed = __builtin_cpu_is("amd");
     return f;
   }();
   return features;

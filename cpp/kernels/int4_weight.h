@@ -98,7 +98,8 @@ const Int4Kernels& int4_kernels_avx2();
 
 // Per-call activation preparation (what the op does before the kernel): xsum[m][groups] (k order,
 // float32), the range checks, and x_sub [m][k] / x_sub_unscale [m]. Sets args.x, xsum,
-// x_in_scaled_range, x_sub (null unless every row qualifies) and x_sub_unscale.
+// x_in_scaled_range, x_sub (null unless every row qualifies; pass x_sub = nullptr to skip the
+// "subnormal" variant's preparation) and x_sub_unscale.
 void int4_prepare_activations(const float* x, int64_t m, int64_t k, int64_t groups, float* xsum, float* x_sub,
                               float* x_sub_unscale, Int4LinearArgs& args);
 

@@ -35,7 +35,7 @@ void int4_prepare_activations(const float* x, int64_t m, int64_t k, int64_t grou
   constexpr uint32_t hi_bits = 0x5F800000u;  // bits of kInt4ScaledMaxAbs = 2^64
   static_assert(lo_bits == (uint32_t{127 - 100} << 23) && hi_bits == (uint32_t{127 + 64} << 23));
   const int64_t group = k / groups;
-  bool in_scaled_range = true, sub_ok = true;
+  bool in_scaled_range = true, sub_ok = x_sub != nullptr;
   for (int64_t r = 0; r < m; ++r) {
     const float* row = x + r * k;
     for (int64_t g = 0; g < groups; ++g) {
@@ -53,13 +53,14 @@ void int4_prepare_activations(const float* x, int64_t m, int64_t k, int64_t grou
     }
     x_sub_unscale[r] = 1.0f;
     if (max_mag == 0) {  // all zeros: every variant gives zeros
-      std::fill_n(x_sub + r * k, k, 0.0f);
+      if (sub_ok) std::fill_n(x_sub + r * k, k, 0.0f);
       continue;
     }
     if (max_mag >= hi_bits || min_mag < lo_bits) {
       in_scaled_range = sub_ok = false;
       continue;
     }
+    if (!sub_ok) continue;  // x_sub not wanted, or an earlier row already rules it out
     const int e_max = static_cast<int>(max_mag >> 23) - 127, e_min = static_cast<int>(min_mag >> 23) - 127;
     if (e_max - e_min > kInt4SubMaxExpSpread) {
       sub_ok = false;
@@ -78,7 +79,7 @@ void int4_prepare_activations(const float* x, int64_t m, int64_t k, int64_t grou
   args.x = x;
   args.xsum = xsum;
   args.x_in_scaled_range = in_scaled_range;
-  args.x_sub = in_scaled_range && sub_ok ? x_sub : nullptr;
+  args.x_sub = in_scaled_range && sub_ok ? x_sub : nullptr;  // sub_ok implies x_sub != nullptr
   args.x_sub_unscale = x_sub_unscale;
 }
 

@@ -724,9 +724,12 @@ at::Tensor int4_weight_linear_cpu(const at::Tensor& x, const at::Tensor& packed_
     const float* xp = xf.data_ptr<float>();
     const int64_t blocks = (n + kernels::kInt4Nr - 1) / kernels::kInt4Nr;
     std::vector<float> xsum(static_cast<size_t>(m * groups));
-    std::vector<float> x_sub(static_cast<size_t>(m * k)), x_sub_unscale(static_cast<size_t>(m));
+    // The conversion-free "subnormal" variant only where subnormal operands cost nothing.
+    const bool want_sub = kernels::cpu_features().subnormal_operands_full_speed;
+    std::vector<float> x_sub(want_sub ? static_cast<size_t>(m * k) : 0), x_sub_unscale(static_cast<size_t>(m));
     kernels::Int4LinearArgs args;
-    kernels::int4_prepare_activations(xp, m, k, groups, xsum.data(), x_sub.data(), x_sub_unscale.data(), args);
+    kernels::int4_prepare_activations(xp, m, k, groups, xsum.data(), want_sub ? x_sub.data() : nullptr,
+                                      x_sub_unscale.data(), args);
     args.x = xp;
     args.xsum = xsum.data();
     args.packed = reinterpret_cast<const uint32_t*>(packed_weight.data_ptr<int32_t>());
