@@ -3,8 +3,9 @@
 // everything here lands in the TU's ISA namespace.
 //
 // Two loop shapes, shared by all estimators. Both hand the per-element formulas Bulk<E> =
-// simd::Multi<E, kUnroll>, several vectors of E at once, so that their long dependency chains
-// overlap (results per lane are unchanged: Multi applies E's operations member by member).
+// simd::Multi<E, kUnroll>, several vectors of E at once on the vector paths, so that their long
+// dependency chains overlap (results per lane are unchanged: Multi applies E's operations
+// member by member).
 //  * map_run: y = f(x) Bulk vector by Bulk vector; the tail (n % Bulk lanes elements) is copied
 //    into a zero-padded buffer, processed the same way and copied back, so tails take exactly
 //    the vector path's operations.
@@ -50,10 +51,11 @@ using kernels::RngStream;
 #endif
 
 // Vectors of E that the loops hand to the per-element formulas at once (as one simd::Multi):
-// enough independent dependency chains for the core to overlap (see Multi). The scalar path's
-// vector is one float, so it takes one whole reduction block; the vector paths take 4 vectors.
+// enough independent dependency chains for the core to overlap (see Multi). The scalar path
+// stays one element at a time: it is the reference, and sixteen-fold scalar code only costs
+// compile time.
 template <class E>
-inline constexpr int kUnroll = E::kLanes == 1 ? kReductionLanes : 4;
+inline constexpr int kUnroll = E::kLanes == 1 ? 1 : 4;
 
 template <class E>
 using Bulk = simd::Multi<E, kUnroll<E>>;
@@ -75,41 +77,45 @@ inline void map_run(const T* x, T* y, int64_t n, Fn&& f) {
   }
 }
 
-// f(F x, F dy, int64_t first_index, F* contributions[K]) -> F dx, over O = Bulk<E>, which spans
-// whole reduction blocks of 16 elements (V vectors of E each). Each block's V member vectors are
-// added into the V accumulators of E, block after block: the canonical order, independent of how
-// many blocks O spans. The tail is zero-padded to O's width, but only blocks holding at least one
-// real element are accumulated, so the sums are those of 16-element blocks with a zero-padded
-// last block (padded elements have dy = 0 and contribute ±0, identically on every ISA).
+// f(F x, F dy, int64_t first_index, F* contributions[K]) -> F dx, over O = Bulk<E> (kMembers
+// vectors of E). Elements go in chunks of max(16, O::kLanes): whole reduction blocks of 16
+// elements (V vectors of E each), walked by as many O steps as fit. E vector j of a chunk is
+// added into accumulator j % V, in increasing j: block after block, the canonical order,
+// whatever O's width. The tail chunk is zero-padded, but only blocks holding at least one real
+// element are accumulated, so the sums are those of 16-element blocks with a zero-padded last
+// block (padded elements have dy = 0 and contribute ±0, identically on every ISA).
 template <class E, class O, int K, typename T, class Fn>
 inline void map_reduce_run(const T* x, const T* dy, T* dx, int64_t n, float* sums, Fn&& f) {
   using FE = typename E::F;
   constexpr int W = E::kLanes;
   constexpr int V = kReductionLanes / W;
   static_assert(kReductionLanes % W == 0, "the canonical reduction needs lanes dividing 16");
-  static_assert(O::kLanes % kReductionLanes == 0 && O::kMembers * W == O::kLanes,
-                "the loop type must span whole reduction blocks of E vectors");
-  constexpr int kBlocks = O::kLanes / kReductionLanes;
+  static_assert(O::kMembers * W == O::kLanes, "the loop type must be made of E vectors");
+  constexpr int kChunk = O::kLanes > kReductionLanes ? O::kLanes : kReductionLanes;
+  static_assert(kChunk % O::kLanes == 0 && kChunk % kReductionLanes == 0, "lane counts must be powers of 2");
+  constexpr int kSteps = kChunk / O::kLanes;
   FE acc[K][V];
   for (int k = 0; k < K; ++k)
     for (int v = 0; v < V; ++v) acc[k][v] = E::set1(0.0f);
-  auto step = [&](const T* xb, const T* dyb, T* dxb, int64_t first, int64_t blocks_present) {
-    typename O::F c[K];
-    O::store(dxb, f(O::load(xb), O::load(dyb), first, c));
-    for (int b = 0; b < kBlocks; ++b) {
-      if (b >= blocks_present) break;
-      for (int v = 0; v < V; ++v)
-        for (int k = 0; k < K; ++k) acc[k][v] = E::add(acc[k][v], c[k].v[b * V + v]);
+  auto chunk = [&](const T* xb, const T* dyb, T* dxb, int64_t first, int64_t blocks_present) {
+    for (int s = 0; s < kSteps; ++s) {
+      typename O::F c[K];
+      const int64_t at = int64_t{s} * O::kLanes;
+      O::store(dxb + at, f(O::load(xb + at), O::load(dyb + at), first + at, c));
+      for (int m = 0; m < O::kMembers; ++m) {
+        const int j = s * O::kMembers + m;
+        if (j / V >= blocks_present) break;
+        for (int k = 0; k < K; ++k) acc[k][j % V] = E::add(acc[k][j % V], c[k].v[m]);
+      }
     }
   };
-  constexpr int64_t kStep = O::kLanes;
   int64_t i = 0;
-  for (; i + kStep <= n; i += kStep) step(x + i, dy + i, dx + i, i, kBlocks);
+  for (; i + kChunk <= n; i += kChunk) chunk(x + i, dy + i, dx + i, i, kChunk / kReductionLanes);
   if (i < n) {
-    T xb[kStep] = {}, dyb[kStep] = {}, dxb[kStep];
+    T xb[kChunk] = {}, dyb[kChunk] = {}, dxb[kChunk];
     std::copy(x + i, x + n, xb);
     std::copy(dy + i, dy + n, dyb);
-    step(xb, dyb, dxb, i, (n - i + kReductionLanes - 1) / kReductionLanes);
+    chunk(xb, dyb, dxb, i, (n - i + kReductionLanes - 1) / kReductionLanes);
     std::copy(dxb, dxb + (n - i), dx + i);
   }
   for (int k = 0; k < K; ++k) {
