@@ -35,6 +35,18 @@
 //   dx = dy·((α·β·T)·S'),   dα_i = dy·(y_0 + Σ_i s_i·g_i),   dβ_i = dy·((α·T)·(x·S'))
 // (correct for any steps s_i; the official SigmoidT.backward's (s_i g_i)(1 - s_i g_i) is right
 // only for s_i = 1.) Sums over i run in threshold order.
+// Evaluation of g_i = 1/(1 + e_i), e_i = exp(-T·(β·x - b_i)), with 1 - g_i = e_i·g_i (vmath.h's
+// logistic): thresholds are cut, in order, into groups whose span T·(b_last - b_first) is at
+// most kSigmoidGroupSpan; each group has a centre m (float, midway between its ends) and each
+// threshold a ratio c_i = exp(T·(b_i - m)) (float64 math, rounded once, per call). Per element
+// one exponential per group, E_m = exp_poly(-(T·(β·x - m))), and per threshold
+//   e_i = min(E_m·c_i, FLT_MAX)
+// (a ternary staircase at usual temperatures is one group: one exp instead of two). A group of
+// one threshold has m = b_i, c_i = 1, e_i = exp_poly(-(T·(β·x - b_i))): the direct form. The
+// factorisation moves the rounding of the argument from T·(β·x - b_i) to T·(β·x - m), which is
+// at most (span/2)·2^-23 larger in absolute terms: e_i within ~1e-6 relative of the direct
+// form (g_i within 2.5e-7 absolute). Outside exp_poly's clamp range the e_i saturate like the
+// direct form's (g_i = 1 or 0 to below 1e-30).
 // Non-finite x: NaN gives y = NaN and no gradient; ±Inf gives the saturated level, dα_i as
 // above, and dx = dβ_i = 0.
 // α or β < 2^-23 (including <= 0) is used as 2^-23 with the gradient passed on unchanged.
@@ -67,6 +79,9 @@ struct DsqParams {
   float dk_dalpha;
 };
 
+// Maximal T·(b_last - b_first) of a group of thresholds sharing one exponential (see above).
+inline constexpr double kSigmoidGroupSpan = 16.0;
+
 struct SigmoidParams {
   float alpha;
   float beta;
@@ -77,6 +92,11 @@ struct SigmoidParams {
   const float* steps;       // s_1..s_n
   const float* thresholds;  // b_1..b_n
   int32_t n;
+  // Threshold groups (make_sigmoid_groups): group j covers thresholds [ends[j-1], ends[j]).
+  const float* ratios;        // c_1..c_n
+  const float* centers;       // m_1..m_groups
+  const int32_t* group_ends;  // ends[0..groups)
+  int32_t groups;
 };
 
 LOWBIT_ISA_BEGIN
@@ -174,11 +194,39 @@ inline DsqGrads<O> dsq_grads(typename O::F x, typename O::F v, const DsqSoft<O>&
 
 // ---- sigmoid staircase -----------------------------------------------------------------------
 
+// Cuts the n non-decreasing thresholds into groups (see the file comment) and writes each
+// threshold's ratio and each group's centre and end; ratios, centers and group_ends hold n
+// values each. Returns the number of groups. Depends on temperature and thresholds only, so it
+// runs once per call, shared by every parameter block.
+inline int32_t make_sigmoid_groups(float temperature, const float* thresholds, int32_t n, float* ratios,
+                                   float* centers, int32_t* group_ends) {
+  const double t = temperature;
+  int32_t groups = 0;
+  for (int32_t first = 0; first < n;) {
+    int32_t end = first + 1;
+    while (end < n && t * (static_cast<double>(thresholds[end]) - thresholds[first]) <= kSigmoidGroupSpan) ++end;
+    const float m = end - first == 1
+                        ? thresholds[first]
+                        : static_cast<float>(0.5 * (static_cast<double>(thresholds[first]) + thresholds[end - 1]));
+    for (int32_t i = first; i < end; ++i) {
+      ratios[i] = static_cast<float>(std::exp(t * (static_cast<double>(thresholds[i]) - m)));
+    }
+    centers[groups] = m;
+    group_ends[groups] = end;
+    ++groups;
+    first = end;
+  }
+  return groups;
+}
+
+// steps, thresholds and the group tables (make_sigmoid_groups) must outlive the params.
 inline SigmoidParams make_sigmoid_params(float alpha, float beta, float temperature, float y0, const float* steps,
-                                         const float* thresholds, int32_t n) {
+                                         const float* thresholds, int32_t n, const float* ratios,
+                                         const float* centers, const int32_t* group_ends, int32_t groups) {
   const float a = clamp_learnable_scale(alpha);
   const float b = clamp_learnable_scale(beta);
-  return {a, b, temperature, y0, a * b * temperature, a * temperature, steps, thresholds, n};
+  return {a,     b, temperature, y0,     a * b * temperature, a * temperature, steps, thresholds, n,
+          ratios, centers, group_ends, groups};
 }
 
 template <class O>
@@ -196,15 +244,23 @@ inline SigmoidSums<O> sigmoid_sums(typename O::F x, const SigmoidParams& p) {
   const F T = O::set1(p.temperature);
   F level = O::set1(p.y0);
   F slope = O::set1(0.0f);
-  for (int32_t i = 0; i < p.n; ++i) {
-    const F b = O::set1(p.thresholds[i]);
-    const F s = O::set1(p.steps[i]);
-    if constexpr (kHard) {
-      level = O::add(level, O::select_or_zero(O::gt(r.bx, b), s));
-    } else {
-      const Logistic<O> g = logistic_poly<O>(O::mul(T, O::sub(r.bx, b)));
-      level = O::add(level, O::mul(s, g.g));
-      if constexpr (kSlope) slope = O::add(slope, O::mul(s, O::mul(g.g, g.one_minus_g)));
+  if constexpr (kHard) {
+    for (int32_t i = 0; i < p.n; ++i) {
+      level = O::add(level, O::select_or_zero(O::gt(r.bx, O::set1(p.thresholds[i])), O::set1(p.steps[i])));
+    }
+  } else {
+    const F one = O::set1(1.0f);
+    const F e_max = O::set1(std::numeric_limits<float>::max());
+    int32_t i = 0;
+    for (int32_t j = 0; j < p.groups; ++j) {
+      const F e_m = exp_poly<O>(O::neg(O::mul(T, O::sub(r.bx, O::set1(p.centers[j])))));
+      for (; i < p.group_ends[j]; ++i) {
+        const F e = O::min_keep_nan(e_max, O::mul(e_m, O::set1(p.ratios[i])));
+        const F g = O::div(one, O::add(one, e));
+        const F s = O::set1(p.steps[i]);
+        level = O::add(level, O::mul(s, g));
+        if constexpr (kSlope) slope = O::add(slope, O::mul(s, O::mul(g, O::mul(e, g))));
+      }
     }
   }
   // The hard staircase of a NaN input is NaN, like every other lowbit fake quantizer.

@@ -86,6 +86,94 @@ struct EAvx512 : VecAvx512 {
 };
 #endif
 
+// U independent vectors of E handled as one: every primitive is E's, applied to each of the U
+// members in turn, so each lane still sees exactly E's (and hence ScalarOps') operation sequence.
+// Why: the estimator formulas are long dependency chains (a polynomial exp, a division, the
+// sum over thresholds), ~100 cycles from x to y. One vector at a time leaves the core waiting on
+// latency: the reorder window holds little more than one element vector's chain. Writing the
+// same code over U vectors puts U independent chains side by side in program order, which the
+// core overlaps; results are unchanged bit for bit.
+template <class E, int U>
+struct Multi {
+  static_assert(U >= 1, "Multi needs at least one member vector");
+  static constexpr int kLanes = E::kLanes * U;
+  static constexpr int kMembers = U;
+  static constexpr const char* kName = E::kName;
+  using Member = E;
+  struct F {
+    typename E::F v[U];
+  };
+  struct M {
+    typename E::M v[U];
+  };
+
+  template <typename T>
+  static F load(const T* p) {
+    F r;
+    for (int u = 0; u < U; ++u) r.v[u] = E::load(p + u * E::kLanes);
+    return r;
+  }
+  template <typename T>
+  static void store(T* p, F a) {
+    for (int u = 0; u < U; ++u) E::store(p + u * E::kLanes, a.v[u]);
+  }
+  static F set1(float a) {
+    F r;
+    const typename E::F s = E::set1(a);
+    for (int u = 0; u < U; ++u) r.v[u] = s;
+    return r;
+  }
+
+#define LOWBIT_MULTI_1(R, name, T1)                          \
+  static R name(T1 a) {                                      \
+    R r;                                                     \
+    for (int u = 0; u < U; ++u) r.v[u] = E::name(a.v[u]);    \
+    return r;                                                \
+  }
+#define LOWBIT_MULTI_2(R, name, T1, T2)                              \
+  static R name(T1 a, T2 b) {                                        \
+    R r;                                                             \
+    for (int u = 0; u < U; ++u) r.v[u] = E::name(a.v[u], b.v[u]);    \
+    return r;                                                        \
+  }
+#define LOWBIT_MULTI_3(R, name, T1, T2, T3)                                  \
+  static R name(T1 a, T2 b, T3 c) {                                          \
+    R r;                                                                     \
+    for (int u = 0; u < U; ++u) r.v[u] = E::name(a.v[u], b.v[u], c.v[u]);   \
+    return r;                                                                \
+  }
+  LOWBIT_MULTI_2(F, add, F, F)
+  LOWBIT_MULTI_2(F, sub, F, F)
+  LOWBIT_MULTI_2(F, mul, F, F)
+  LOWBIT_MULTI_2(F, div, F, F)
+  LOWBIT_MULTI_3(F, fma, F, F, F)
+  LOWBIT_MULTI_1(F, neg, F)
+  LOWBIT_MULTI_1(F, abs, F)
+  LOWBIT_MULTI_2(F, copysign, F, F)
+  LOWBIT_MULTI_1(F, floor, F)
+  LOWBIT_MULTI_1(F, rne, F)
+  LOWBIT_MULTI_2(F, max_keep_nan, F, F)
+  LOWBIT_MULTI_2(F, min_keep_nan, F, F)
+  LOWBIT_MULTI_2(M, lt, F, F)
+  LOWBIT_MULTI_2(M, le, F, F)
+  LOWBIT_MULTI_2(M, gt, F, F)
+  LOWBIT_MULTI_2(M, ge, F, F)
+  LOWBIT_MULTI_1(M, is_nan, F)
+  LOWBIT_MULTI_2(M, both, M, M)
+  LOWBIT_MULTI_2(M, either, M, M)
+  LOWBIT_MULTI_3(F, select, M, F, F)
+  LOWBIT_MULTI_2(F, select_or_zero, M, F)
+  LOWBIT_MULTI_1(F, pow2i, F)
+#undef LOWBIT_MULTI_1
+#undef LOWBIT_MULTI_2
+#undef LOWBIT_MULTI_3
+  static F frexp(F x, F* exponent) {
+    F r;
+    for (int u = 0; u < U; ++u) r.v[u] = E::frexp(x.v[u], &exponent->v[u]);
+    return r;
+  }
+};
+
 }  // namespace simd
 LOWBIT_ISA_END
 }  // namespace lowbit

@@ -397,6 +397,10 @@ struct SigmoidTables {
   std::vector<float> steps, thresholds;
   float y0 = 0.0f;
   float temperature = 1.0f;
+  // Threshold groups sharing one exponential (core/soft_quant.h make_sigmoid_groups).
+  std::vector<float> ratios, centers;
+  std::vector<int32_t> group_ends;
+  int32_t groups = 0;
 };
 
 SigmoidTables sigmoid_tables(const at::Tensor& levels, const at::Tensor& thresholds, const at::Tensor& temperature,
@@ -427,6 +431,12 @@ SigmoidTables sigmoid_tables(const at::Tensor& levels, const at::Tensor& thresho
                 ": thresholds must be non-decreasing; thresholds[", i - 1, "] = ", t.thresholds[i - 1],
                 ", thresholds[", i, "] = ", t.thresholds[i]);
   }
+  const size_t n = t.thresholds.size();
+  t.ratios.resize(n);
+  t.centers.resize(n);
+  t.group_ends.resize(n);
+  t.groups = make_sigmoid_groups(t.temperature, t.thresholds.data(), static_cast<int32_t>(n), t.ratios.data(),
+                                 t.centers.data(), t.group_ends.data());
   return t;
 }
 
@@ -440,7 +450,8 @@ std::vector<SigmoidParams> sigmoid_params(const SigmoidTables& t, const at::Tens
   out.reserve(av.size());
   for (size_t i = 0; i < av.size(); ++i) {
     out.push_back(make_sigmoid_params(av[i], bv[i], t.temperature, t.y0, t.steps.data(), t.thresholds.data(),
-                                      static_cast<int32_t>(t.steps.size())));
+                                      static_cast<int32_t>(t.steps.size()), t.ratios.data(), t.centers.data(),
+                                      t.group_ends.data(), t.groups));
   }
   return out;
 }

@@ -106,6 +106,50 @@ TEST_CASE("logistic_poly: g and 1 - g with full relative precision", "[vmath]") 
   CHECK(worst_c < 4e-7);
 }
 
+TEST_CASE("sigmoid staircase: grouped exponentials stay within 1e-6 of the float64 staircase", "[spec]") {
+  // Levels -1.5..1.5 in steps of 1, 0.5 and 1.5; thresholds at the midpoints.
+  const float steps[] = {1.0f, 0.5f, 1.5f};
+  const float thresholds[] = {-1.0f, -0.25f, 0.75f};
+  const float y0 = -1.5f;
+  struct Case { float temperature; int32_t groups; };
+  // T = 5: one group (span 8.75); T = 10: {1, 2} and {3} (span 7.5, then 17.5); T = 40: singles.
+  for (const Case c : {Case{5.0f, 1}, Case{10.0f, 2}, Case{40.0f, 3}}) {
+    float ratios[3], centers[3];
+    int32_t ends[3];
+    const int32_t groups = lowbit::make_sigmoid_groups(c.temperature, thresholds, 3, ratios, centers, ends);
+    REQUIRE(groups == c.groups);
+    REQUIRE(ends[groups - 1] == 3);
+    const float beta = 1.25f;
+    const lowbit::SigmoidParams p = lowbit::make_sigmoid_params(1.0f, beta, c.temperature, y0, steps, thresholds, 3,
+                                                                ratios, centers, ends, groups);
+    double worst_level = 0, worst_slope = 0;
+    for (int k = -40000; k <= 40000; ++k) {
+      const float x = static_cast<float>(k) * 5e-5f;  // [-2, 2]
+      const auto got = lowbit::sigmoid_sums<ScalarOps, false, true>(x, p);
+      const double bx = static_cast<double>(got.bx);  // the float product both forms start from
+      double level = y0, slope = 0;
+      for (int i = 0; i < 3; ++i) {
+        const double g = 1.0 / (1.0 + std::exp(-c.temperature * (bx - thresholds[i])));
+        level += steps[i] * g;
+        slope += steps[i] * g * (1.0 - g);
+      }
+      worst_level = std::max(worst_level, std::fabs(got.level - level));
+      worst_slope = std::max(worst_slope, std::fabs(got.slope - slope));
+    }
+    INFO("T=" << c.temperature << ": worst absolute errors " << worst_level << " " << worst_slope);
+    CHECK(worst_level < 1e-6);
+    CHECK(worst_slope < 1e-6);
+    // Saturation: far outside, the levels are exact and the slope vanishes; NaN stays NaN.
+    const auto lo = lowbit::sigmoid_sums<ScalarOps, false, true>(-std::numeric_limits<float>::infinity(), p);
+    const auto hi = lowbit::sigmoid_sums<ScalarOps, false, true>(std::numeric_limits<float>::infinity(), p);
+    CHECK(lo.level == y0);
+    CHECK(hi.level == y0 + 3.0f);
+    CHECK(lo.slope < 1e-30f);
+    CHECK(hi.slope < 1e-30f);
+    CHECK(std::isnan(lowbit::sigmoid_sums<ScalarOps, false, true>(std::nanf(""), p).level));
+  }
+}
+
 TEST_CASE("LSQ spec: METHODS §4.1 vectors", "[spec]") {
   const lowbit::LsqParams p = lowbit::make_lsq_params(0.2f, 0.0f, -4, 3);
   const lowbit::LsqVec<ScalarOps> pv(p);
@@ -226,7 +270,13 @@ TEST_CASE("estimator kernels: every ISA equals the scalar table bit for bit", "[
   const float levels[] = {-1.0f, 0.0f, 1.0f, 2.0f};
   const float steps[] = {1.0f, 1.0f, 1.0f};
   const float thresholds[] = {-0.5f, 0.5f, 1.5f};
-  const lowbit::SigmoidParams sp = lowbit::make_sigmoid_params(0.8f, 1.7f, 9.0f, levels[0], steps, thresholds, 3);
+  // T = 9: thresholds 1 and 2 share one exponential (span 9), threshold 3 has its own.
+  float ratios[3], centers[3];
+  int32_t group_ends[3];
+  const int32_t groups = lowbit::make_sigmoid_groups(9.0f, thresholds, 3, ratios, centers, group_ends);
+  REQUIRE(groups == 2);
+  const lowbit::SigmoidParams sp = lowbit::make_sigmoid_params(0.8f, 1.7f, 9.0f, levels[0], steps, thresholds, 3,
+                                                               ratios, centers, group_ends, groups);
   const lowbit::LsqParams lp = lowbit::make_lsq_params(0.125f, 0.25f, -8, 7);
   const lowbit::LearnableGradParams gp = lowbit::make_learnable_grad_params(0.0173f, 3.5f, -128, 127, 0.01f, true);
   const lowbit::PactParams pp = lowbit::make_pact_params(1.7f, 3, true);
