@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 #include "core/fixed_point.h"
@@ -380,15 +381,17 @@ Int8LinearPlan make_int8_linear_plan(const char* op, kernels::GemmAType a_type, 
 }
 
 // Runs the plan on m rows of activations a[m][k] (contiguous), writing codes to `out` as
-// out[r·ldo + c] (or out[c·ldo + r] when transposed).
+// out[r·ldo + c] (or out[c·ldo + r] when transposed). `serial`: run on the calling thread only (the
+// caller already parallelizes over independent calls).
 void run_int8_linear_plan(const Int8LinearPlan& p, const void* a, int64_t m, const int8_t* packed, void* out,
-                          int64_t ldo, bool transposed) {
+                          int64_t ldo, bool transposed, bool serial = false) {
   if (m == 0 || p.n == 0) return;
   std::vector<int32_t> row_sums;
   if (p.asymmetric_w) {
     row_sums.assign(static_cast<size_t>(m), 0);
     const bool x_u8 = p.a_type == kernels::GemmAType::U8;
-    at::parallel_for(0, m, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(p.k, 1)), [&](int64_t b, int64_t e) {
+    const int64_t grain = serial ? m : std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(p.k, 1));
+    at::parallel_for(0, m, grain, [&](int64_t b, int64_t e) {
       for (int64_t r = b; r < e; ++r) {
         int32_t sum = 0;
         if (x_u8) {
@@ -424,7 +427,12 @@ void run_int8_linear_plan(const Int8LinearPlan& p, const void* a, int64_t m, con
   args.qmin = static_cast<int32_t>(p.qmin);
   args.qmax = static_cast<int32_t>(p.qmax);
   const auto& table = kernels::gemm_int8_kernels();
-  run_gemm(table, table.gemm[static_cast<int>(p.a_type)][static_cast<int>(kernels::GemmEpilogue::Rq)], args);
+  const kernels::GemmInt8BlockFn fn = table.gemm[static_cast<int>(p.a_type)][static_cast<int>(kernels::GemmEpilogue::Rq)];
+  if (serial) {
+    fn(args, 0, m, 0, kernels::gemm_num_panels(p.n));
+  } else {
+    run_gemm(table, fn, args);
+  }
 }
 
 at::Tensor int8_linear_cpu(const at::Tensor& x, const at::Tensor& packed_weight, const at::Tensor& weight_col_sums,
@@ -453,7 +461,9 @@ std::tuple<at::Tensor, at::Tensor> int8_pack_conv_weight_cpu(const at::Tensor& w
   TORCH_CHECK(groups >= 1 && weight.size(0) % groups == 0, "lowbit.", op, ": groups = ", groups,
               " must be >= 1 and divide out_channels = ", weight.size(0));
   const int64_t oc = weight.size(0), ocg = oc / groups, k = weight.size(1) * weight.size(2) * weight.size(3);
-  const at::Tensor w = weight.contiguous().view({groups, ocg, k});
+  // Reduction order (kh, kw, c): a patch row is kh·kw runs of C/groups contiguous channel codes,
+  // which im2col copies whole from a channels-last view of the input.
+  const at::Tensor w = weight.permute({0, 2, 3, 1}).contiguous().view({groups, ocg, k});
   const int64_t panels = kernels::gemm_num_panels(ocg);
   at::Tensor packed = at::empty({groups, panels, k, kernels::kGemmNr}, weight.options());
   at::Tensor col_sums = at::empty({oc}, weight.options().dtype(at::kInt));
@@ -462,6 +472,50 @@ std::tuple<at::Tensor, at::Tensor> int8_pack_conv_weight_cpu(const at::Tensor& w
                                    col_sums.data_ptr<int32_t>() + g * ocg);
   }
   return {packed, col_sums};
+}
+
+// One image and group of an int8 convolution, as the GEMM sees it (all sizes in elements).
+struct Im2colGeometry {
+  int64_t channels, h, w, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw;
+  uint8_t pad_code;  // the input zero point: padding holds real 0
+};
+
+// Patches of output rows [y0, y1) from a channels-last image x[h][w][channels]:
+// cols[(y·ow + x)·K + (i·kw + j)·channels + c] = x[y·sh - ph + i·dh][x·sw - pw + j·dw][c], or
+// pad_code outside the image (K = kh·kw·channels, int8_pack_conv_weight's order). Each tap copies
+// a run of `channels` bytes (u8 and s8 codes alike).
+void im2col_rows(const Im2colGeometry& g, const uint8_t* x, uint8_t* cols, int64_t y0, int64_t y1) {
+  const int64_t cg = g.channels, k = g.kh * g.kw * cg;
+  for (int64_t y = y0; y < y1; ++y) {
+    for (int64_t xo = 0; xo < g.ow; ++xo) {
+      uint8_t* dst = cols + (y * g.ow + xo) * k;
+      for (int64_t i = 0; i < g.kh; ++i) {
+        const int64_t yi = y * g.sh - g.ph + i * g.dh;
+        for (int64_t j = 0; j < g.kw; ++j, dst += cg) {
+          const int64_t xi = xo * g.sw - g.pw + j * g.dw;
+          if (yi < 0 || yi >= g.h || xi < 0 || xi >= g.w) {
+            std::memset(dst, g.pad_code, static_cast<size_t>(cg));
+          } else if (cg == 1) {
+            *dst = x[yi * g.w + xi];
+          } else {
+            std::memcpy(dst, x + (yi * g.w + xi) * cg, static_cast<size_t>(cg));
+          }
+        }
+      }
+    }
+  }
+}
+
+// Channels [c0, c0 + cg) of an NCHW image as channels-last [h·w][cg] (identity for cg = 1).
+const uint8_t* channels_last(const uint8_t* image, int64_t c0, int64_t cg, int64_t hw, std::vector<uint8_t>& buf) {
+  const uint8_t* planes = image + c0 * hw;
+  if (cg == 1) return planes;
+  buf.resize(static_cast<size_t>(hw * cg));
+  for (int64_t c = 0; c < cg; ++c) {
+    const uint8_t* plane = planes + c * hw;
+    for (int64_t p = 0; p < hw; ++p) buf[p * cg + c] = plane[p];
+  }
+  return buf.data();
 }
 
 int64_t conv_out_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad, int64_t dilation) {
@@ -527,35 +581,42 @@ at::Tensor int8_conv2d_cpu(const at::Tensor& x, const at::Tensor& packed_weight,
   at::Tensor out = at::empty({batch, oc, oh, ow}, x.options().dtype(plans[0].out_u8 ? at::kByte : at::kChar));
   const at::Tensor xc = x.contiguous();
   const int64_t pixels = oh * ow;
-  const int64_t elem = 1;  // u8 and s8 codes are one byte
-  std::vector<uint8_t> cols(static_cast<size_t>(pixels * k));
   const uint8_t pad_code = static_cast<uint8_t>(plans[0].zx);  // padding holds real 0, i.e. the zero point
-  const uint8_t* xp = static_cast<const uint8_t*>(xc.data_ptr());
+  const uint8_t* xp = static_cast<const uint8_t*>(xc.data_ptr());  // u8 and s8 codes are one byte
   uint8_t* op_out = static_cast<uint8_t*>(out.data_ptr());
+  Im2colGeometry geo{cg, h, w, oh, ow, ks[0], ks[1], st[0], st[1], pd[0], pd[1], dl[0], dl[1], pad_code};
+  // `nhwc`: the caller's buffer for the channels-last copy of one image's group.
+  auto im2col = [&](uint8_t* cols, std::vector<uint8_t>& nhwc, int64_t b, int64_t g, int64_t y0, int64_t y1) {
+    im2col_rows(geo, channels_last(xp + b * c * h * w, g * cg, cg, h * w, nhwc), cols, y0, y1);
+  };
+  auto run_group = [&](const uint8_t* cols, int64_t b, int64_t g, bool serial) {
+    run_int8_linear_plan(plans[g], cols, pixels, packed_weight[g].data_ptr<int8_t>(),
+                         op_out + ((b * oc + g * ocg) * pixels), pixels, /*transposed=*/true, serial);
+  };
+  // Small images (the per-image GEMM is below the size run_gemm splits over threads): one image per
+  // task, each thread with its own patch buffer, so a batch of small images uses every thread and
+  // pays the parallel_for dispatch once per call instead of per image and group.
+  const int64_t image_work = pixels * oc * k;
+  if (batch > 1 && image_work < (int64_t{1} << 18)) {
+    const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(image_work, 1));
+    at::parallel_for(0, batch, grain, [&](int64_t b0, int64_t b1) {
+      std::vector<uint8_t> cols(static_cast<size_t>(pixels * k)), nhwc;
+      for (int64_t b = b0; b < b1; ++b) {
+        for (int64_t g = 0; g < groups; ++g) {
+          im2col(cols.data(), nhwc, b, g, 0, oh);
+          run_group(cols.data(), b, g, /*serial=*/true);
+        }
+      }
+    });
+    return out;
+  }
+  std::vector<uint8_t> cols(static_cast<size_t>(pixels * k)), nhwc;
   for (int64_t b = 0; b < batch; ++b) {
     for (int64_t g = 0; g < groups; ++g) {
-      // im2col: row p = output pixel, columns (c, kh, kw) in the weight's order.
-      const uint8_t* xg = xp + ((b * c + g * cg) * h * w) * elem;
-      at::parallel_for(0, oh, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(ow * k, 1)), [&](int64_t r0, int64_t r1) {
-        for (int64_t y = r0; y < r1; ++y) {
-          for (int64_t xo = 0; xo < ow; ++xo) {
-            uint8_t* row = cols.data() + (y * ow + xo) * k;
-            for (int64_t ci = 0; ci < cg; ++ci) {
-              const uint8_t* plane = xg + ci * h * w;
-              for (int64_t i = 0; i < ks[0]; ++i) {
-                const int64_t yi = y * st[0] - pd[0] + i * dl[0];
-                for (int64_t j = 0; j < ks[1]; ++j) {
-                  const int64_t xi = xo * st[1] - pd[1] + j * dl[1];
-                  const bool inside = yi >= 0 && yi < h && xi >= 0 && xi < w;
-                  *row++ = inside ? plane[yi * w + xi] : pad_code;
-                }
-              }
-            }
-          }
-        }
-      });
-      run_int8_linear_plan(plans[g], cols.data(), pixels, packed_weight[g].data_ptr<int8_t>(),
-                           op_out + ((b * oc + g * ocg) * pixels), pixels, /*transposed=*/true);
+      const uint8_t* image = channels_last(xp + b * c * h * w, g * cg, cg, h * w, nhwc);
+      at::parallel_for(0, oh, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(ow * k, 1)),
+                       [&](int64_t r0, int64_t r1) { im2col_rows(geo, image, cols.data(), r0, r1); });
+      run_group(cols.data(), b, g, /*serial=*/false);
     }
   }
   return out;
