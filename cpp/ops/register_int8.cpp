@@ -381,17 +381,16 @@ Int8LinearPlan make_int8_linear_plan(const char* op, kernels::GemmAType a_type, 
 }
 
 // Runs the plan on m rows of activations a[m][k] (contiguous), writing codes to `out` as
-// out[r·ldo + c] (or out[c·ldo + r] when transposed). `serial`: run on the calling thread only (the
-// caller already parallelizes over independent calls).
+// out[r·ldo + c] (or out[c·ldo + r] when transposed; with image_rows > 0, rows are pixels of
+// images of image_rows rows each, image_stride codes apart: GemmInt8Args::out_image_rows).
 void run_int8_linear_plan(const Int8LinearPlan& p, const void* a, int64_t m, const int8_t* packed, void* out,
-                          int64_t ldo, bool transposed, bool serial = false) {
+                          int64_t ldo, bool transposed, int64_t image_rows = 0, int64_t image_stride = 0) {
   if (m == 0 || p.n == 0) return;
   std::vector<int32_t> row_sums;
   if (p.asymmetric_w) {
     row_sums.assign(static_cast<size_t>(m), 0);
     const bool x_u8 = p.a_type == kernels::GemmAType::U8;
-    const int64_t grain = serial ? m : std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(p.k, 1));
-    at::parallel_for(0, m, grain, [&](int64_t b, int64_t e) {
+    at::parallel_for(0, m, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(p.k, 1)), [&](int64_t b, int64_t e) {
       for (int64_t r = b; r < e; ++r) {
         int32_t sum = 0;
         if (x_u8) {
@@ -416,6 +415,8 @@ void run_int8_linear_plan(const Int8LinearPlan& p, const void* a, int64_t m, con
   args.out = out;
   args.ldo = ldo;
   args.out_transposed = transposed;
+  args.out_image_rows = image_rows;
+  args.out_image_stride = image_stride;
   args.out_type = p.out_u8 ? kernels::GemmOutType::U8 : kernels::GemmOutType::S8;
   args.rounding = p.mode;
   args.bias = p.folded.data();
@@ -427,12 +428,7 @@ void run_int8_linear_plan(const Int8LinearPlan& p, const void* a, int64_t m, con
   args.qmin = static_cast<int32_t>(p.qmin);
   args.qmax = static_cast<int32_t>(p.qmax);
   const auto& table = kernels::gemm_int8_kernels();
-  const kernels::GemmInt8BlockFn fn = table.gemm[static_cast<int>(p.a_type)][static_cast<int>(kernels::GemmEpilogue::Rq)];
-  if (serial) {
-    fn(args, 0, m, 0, kernels::gemm_num_panels(p.n));
-  } else {
-    run_gemm(table, fn, args);
-  }
+  run_gemm(table, table.gemm[static_cast<int>(p.a_type)][static_cast<int>(kernels::GemmEpilogue::Rq)], args);
 }
 
 at::Tensor int8_linear_cpu(const at::Tensor& x, const at::Tensor& packed_weight, const at::Tensor& weight_col_sums,
@@ -474,48 +470,42 @@ std::tuple<at::Tensor, at::Tensor> int8_pack_conv_weight_cpu(const at::Tensor& w
   return {packed, col_sums};
 }
 
-// One image and group of an int8 convolution, as the GEMM sees it (all sizes in elements).
+// The geometry of an int8 convolution as the GEMM sees it (sizes in elements).
 struct Im2colGeometry {
-  int64_t channels, h, w, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw;
+  int64_t channels, group_channels, h, w, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw;
   uint8_t pad_code;  // the input zero point: padding holds real 0
 };
 
-// Patches of output rows [y0, y1) from a channels-last image x[h][w][channels]:
-// cols[(y·ow + x)·K + (i·kw + j)·channels + c] = x[y·sh - ph + i·dh][x·sw - pw + j·dw][c], or
-// pad_code outside the image (K = kh·kw·channels, int8_pack_conv_weight's order). Each tap copies
-// a run of `channels` bytes (u8 and s8 codes alike).
-void im2col_rows(const Im2colGeometry& g, const uint8_t* x, uint8_t* cols, int64_t y0, int64_t y1) {
-  const int64_t cg = g.channels, k = g.kh * g.kw * cg;
-  for (int64_t y = y0; y < y1; ++y) {
-    for (int64_t xo = 0; xo < g.ow; ++xo) {
-      uint8_t* dst = cols + (y * g.ow + xo) * k;
-      for (int64_t i = 0; i < g.kh; ++i) {
-        const int64_t yi = y * g.sh - g.ph + i * g.dh;
-        for (int64_t j = 0; j < g.kw; ++j, dst += cg) {
-          const int64_t xi = xo * g.sw - g.pw + j * g.dw;
-          if (yi < 0 || yi >= g.h || xi < 0 || xi >= g.w) {
-            std::memset(dst, g.pad_code, static_cast<size_t>(cg));
-          } else if (cg == 1) {
-            *dst = x[yi * g.w + xi];
-          } else {
-            std::memcpy(dst, x + (yi * g.w + xi) * cg, static_cast<size_t>(cg));
-          }
+// Patch rows [r0, r1) of group g from a channels-last batch x[b][h][w][channels]; row r is output
+// pixel r of the whole batch (image r / (oh·ow)):
+//   cols[(r - r0)·K + (i·kw + j)·cg + c] = x[b][y·sh - ph + i·dh][x·sw - pw + j·dw][g·cg + c],
+// or pad_code outside the image (K = kh·kw·cg, int8_pack_conv_weight's order). Each tap copies
+// a run of cg bytes (u8 and s8 codes alike).
+void im2col_rows(const Im2colGeometry& g, const uint8_t* x, int64_t group, uint8_t* cols, int64_t r0, int64_t r1) {
+  const int64_t cg = g.group_channels, k = g.kh * g.kw * cg, pixels = g.oh * g.ow;
+  // (b, y, xo) of row r, advanced by counting (a division per row costs more than a 1x1 patch).
+  int64_t b = r0 / pixels, y = (r0 % pixels) / g.ow, xo = r0 % g.ow;
+  for (int64_t r = r0; r < r1; ++r, ++xo) {
+    if (xo == g.ow) {
+      xo = 0;
+      if (++y == g.oh) y = 0, ++b;
+    }
+    const uint8_t* image = x + b * g.h * g.w * g.channels + group * cg;
+    uint8_t* dst = cols + (r - r0) * k;
+    for (int64_t i = 0; i < g.kh; ++i) {
+      const int64_t yi = y * g.sh - g.ph + i * g.dh;
+      for (int64_t j = 0; j < g.kw; ++j, dst += cg) {
+        const int64_t xi = xo * g.sw - g.pw + j * g.dw;
+        if (yi < 0 || yi >= g.h || xi < 0 || xi >= g.w) {
+          std::memset(dst, g.pad_code, static_cast<size_t>(cg));
+        } else if (cg == 1) {
+          *dst = image[(yi * g.w + xi) * g.channels];
+        } else {
+          std::memcpy(dst, image + (yi * g.w + xi) * g.channels, static_cast<size_t>(cg));
         }
       }
     }
   }
-}
-
-// Channels [c0, c0 + cg) of an NCHW image as channels-last [h·w][cg] (identity for cg = 1).
-const uint8_t* channels_last(const uint8_t* image, int64_t c0, int64_t cg, int64_t hw, std::vector<uint8_t>& buf) {
-  const uint8_t* planes = image + c0 * hw;
-  if (cg == 1) return planes;
-  buf.resize(static_cast<size_t>(hw * cg));
-  for (int64_t c = 0; c < cg; ++c) {
-    const uint8_t* plane = planes + c * hw;
-    for (int64_t p = 0; p < hw; ++p) buf[p * cg + c] = plane[p];
-  }
-  return buf.data();
 }
 
 int64_t conv_out_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad, int64_t dilation) {
@@ -578,45 +568,28 @@ at::Tensor int8_conv2d_cpu(const at::Tensor& x, const at::Tensor& packed_weight,
                                           bias, x_zero_point, weight_zero_point, multiplier, shift, out_zero_point, qmin,
                                           qmax, rounding, select));
   }
+  // A patch row is kh·kw runs of channel codes of a channels-last view of x (a copy when x is
+  // NCHW-contiguous). The GEMM runs over the output pixels of whole images at once (chunks of about
+  // 1 MiB of patches) and its epilogue writes each image's codes channel-major: NCHW out, no
+  // per-image calls, no transpose pass.
   at::Tensor out = at::empty({batch, oc, oh, ow}, x.options().dtype(plans[0].out_u8 ? at::kByte : at::kChar));
-  const at::Tensor xc = x.contiguous();
-  const int64_t pixels = oh * ow;
-  const uint8_t pad_code = static_cast<uint8_t>(plans[0].zx);  // padding holds real 0, i.e. the zero point
+  const at::Tensor xc = x.contiguous(at::MemoryFormat::ChannelsLast);
+  const Im2colGeometry geo{c,     cg,    h,     w,     oh,    ow,    ks[0], ks[1],
+                           st[0], st[1], pd[0], pd[1], dl[0], dl[1], static_cast<uint8_t>(plans[0].zx)};
   const uint8_t* xp = static_cast<const uint8_t*>(xc.data_ptr());  // u8 and s8 codes are one byte
   uint8_t* op_out = static_cast<uint8_t*>(out.data_ptr());
-  Im2colGeometry geo{cg, h, w, oh, ow, ks[0], ks[1], st[0], st[1], pd[0], pd[1], dl[0], dl[1], pad_code};
-  // `nhwc`: the caller's buffer for the channels-last copy of one image's group.
-  auto im2col = [&](uint8_t* cols, std::vector<uint8_t>& nhwc, int64_t b, int64_t g, int64_t y0, int64_t y1) {
-    im2col_rows(geo, channels_last(xp + b * c * h * w, g * cg, cg, h * w, nhwc), cols, y0, y1);
-  };
-  auto run_group = [&](const uint8_t* cols, int64_t b, int64_t g, bool serial) {
-    run_int8_linear_plan(plans[g], cols, pixels, packed_weight[g].data_ptr<int8_t>(),
-                         op_out + ((b * oc + g * ocg) * pixels), pixels, /*transposed=*/true, serial);
-  };
-  // Small images (the per-image GEMM is below the size run_gemm splits over threads): one image per
-  // task, each thread with its own patch buffer, so a batch of small images uses every thread and
-  // pays the parallel_for dispatch once per call instead of per image and group.
-  const int64_t image_work = pixels * oc * k;
-  if (batch > 1 && image_work < (int64_t{1} << 18)) {
-    const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(image_work, 1));
-    at::parallel_for(0, batch, grain, [&](int64_t b0, int64_t b1) {
-      std::vector<uint8_t> cols(static_cast<size_t>(pixels * k)), nhwc;
-      for (int64_t b = b0; b < b1; ++b) {
-        for (int64_t g = 0; g < groups; ++g) {
-          im2col(cols.data(), nhwc, b, g, 0, oh);
-          run_group(cols.data(), b, g, /*serial=*/true);
-        }
-      }
-    });
-    return out;
-  }
-  std::vector<uint8_t> cols(static_cast<size_t>(pixels * k)), nhwc;
-  for (int64_t b = 0; b < batch; ++b) {
+  const int64_t pixels = oh * ow, rows = batch * pixels;
+  const int64_t images_per_chunk = std::max<int64_t>(1, (int64_t{1} << 20) / std::max<int64_t>(pixels * k, 1));
+  const int64_t chunk = images_per_chunk * pixels;
+  std::vector<uint8_t> cols(static_cast<size_t>(std::min(rows, chunk) * k));
+  for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
+    const int64_t r1 = std::min(rows, r0 + chunk);
     for (int64_t g = 0; g < groups; ++g) {
-      const uint8_t* image = channels_last(xp + b * c * h * w, g * cg, cg, h * w, nhwc);
-      at::parallel_for(0, oh, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(ow * k, 1)),
-                       [&](int64_t r0, int64_t r1) { im2col_rows(geo, image, cols.data(), r0, r1); });
-      run_group(cols.data(), b, g, /*serial=*/false);
+      at::parallel_for(r0, r1, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(k, 1)),
+                       [&](int64_t b0, int64_t b1) { im2col_rows(geo, xp, g, cols.data() + (b0 - r0) * k, b0, b1); });
+      run_int8_linear_plan(plans[g], cols.data(), r1 - r0, packed_weight[g].data_ptr<int8_t>(),
+                           op_out + ((r0 / pixels) * oc + g * ocg) * pixels, pixels, /*transposed=*/true, pixels,
+                           oc * pixels);
     }
   }
   return out;
