@@ -161,6 +161,9 @@ def test_digits_cnn_integer_simulation_equals_converted(digits):
     assert set(report.layers) == {"0", "2"} and all(m.total > 0 for m in report.layers.values())
     # The layers run on the int8 kernels; the reference route gives the same integers.
     assert {m.route for m in converted.modules() if isinstance(m, (IntLinear, IntConv2d))} == {"int8"}
+    assert {m.int8_op for m in converted.modules() if isinstance(m, IntConv2d)} == {"int8_conv2d"}
+    assert_exact(model, converted, digits.x_test[:1])  # a batch of one image (the threaded per-image split off)
+    assert_exact(model, converted, digits.x_test[:8])
     assert_exact(model, lowbit.convert(model, use_kernels=False), digits.x_test)
 
 
@@ -222,6 +225,44 @@ def test_conv_options_relu6_pooling_and_residuals(padding_mode, use_kernels):
     fused = {n: m.fused_activation for n, m in converted.named_modules() if isinstance(m, (IntConv2d, IntAdd))}
     assert fused["c0"] == "relu" and fused["c1"] == "relu6" and fused["c2"] == "relu6"
     assert sum(isinstance(m, IntAdd) for m in converted.modules()) == 2
+
+
+class ConvOptions(nn.Module):
+    """Conv options int8_conv2d takes through convert: asymmetric "same" padding (even kernel),
+    stride/dilation/groups per axis, depthwise with channel multiplier 2, and a float-output head."""
+
+    def __init__(self, padding_mode="zeros"):
+        super().__init__()
+        self.a = nn.Conv2d(4, 8, 4, padding="same", padding_mode=padding_mode)  # pads 1 before, 2 after
+        self.b = nn.Conv2d(8, 8, (3, 2), stride=(2, 1), padding=(2, 1), dilation=(2, 1), groups=4)
+        self.dw = nn.Conv2d(8, 16, 3, stride=2, padding=1, groups=8)
+        self.head = nn.Conv2d(16, 3, 1)  # no output quantizer: float out of the int32 accumulators
+
+    def forward(self, x):
+        h = F.relu(self.a(x))
+        h = F.relu6(self.b(h))
+        return self.head(self.dw(h))
+
+
+@pytest.mark.parametrize("padding_mode", ["zeros", "replicate"])
+@pytest.mark.parametrize("act", ["uint8_affine", "int8_affine"])
+@pytest.mark.parametrize("weight", ["int8_per_channel", "int8_asymmetric_per_channel"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_converted_convs_run_int8_conv2d_exactly(padding_mode, act, weight, threads):
+    torch.manual_seed(5)
+    model = lowbit.prepare_qat(ConvOptions(padding_mode), weight=WEIGHT_SPECS[weight], activation=ACTIVATION_SPECS[act],
+                               simulation="integer")
+    calibrate(model, randn_batches((6, 4, 11, 9)))
+    converted = lowbit.convert(model)
+    ops_used = {n: m.int8_op for n, m in converted.named_modules() if isinstance(m, IntConv2d)}
+    assert ops_used == {"a": "int8_conv2d", "b": "int8_conv2d", "dw": "int8_conv2d", "head": "im2col+int8_gemm"}
+    torch.set_num_threads(threads)
+    for x in randn_batches((6, 4, 11, 9), seed=3) + [3 * torch.randn(1, 4, 11, 9), torch.randn(4, 7, 5)]:
+        assert_exact(model, converted, x)  # batches, one image and an unbatched CHW input
+    # The packed weights unpack to the codes the reference route stores.
+    reference = lowbit.convert(model, use_kernels=False)
+    for name in ops_used:
+        assert torch.equal(converted.get_submodule(name).weight_codes(), reference.get_submodule(name).weight_codes())
 
 
 ACTIVATION_SPECS = {

@@ -98,6 +98,10 @@ struct GemmInt8Args {
   // false: out[m·ldo + n] (row-major [M, N]); true: out[n·ldo + m] (channel-major, e.g. the NCHW
   // output of a convolution whose GEMM rows are pixels).
   bool out_transposed = false;
+  // Transposed output in images (a batched convolution's GEMM rows are the pixels of several
+  // images): row r is pixel r % out_image_rows of image r / out_image_rows, written to
+  // out[(r / out_image_rows)·out_image_stride + n·ldo + r % out_image_rows]. 0: one image.
+  int64_t out_image_rows = 0, out_image_stride = 0;
   GemmOutType out_type = GemmOutType::U8;
   RequantRounding rounding = RequantRounding::Double;
   const int32_t* bias = nullptr;         // [P·16] folded per-channel int32 terms

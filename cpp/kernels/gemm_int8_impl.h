@@ -131,7 +131,9 @@ void requantize_row_to_out(const int32_t* tile_row, int64_t ncols, int64_t n0, c
   // Channel-major output: requantize the row in registers' order, then scatter one code per channel.
   Out codes[kernels::kGemmMaxTileCols];
   requantize_row<VI, R, Out>(tile_row, ncols, n0, a, row, codes);
-  Out* out = static_cast<Out*>(a.out) + row;
+  const int64_t offset =
+      a.out_image_rows > 0 ? (row / a.out_image_rows) * a.out_image_stride + row % a.out_image_rows : row;
+  Out* out = static_cast<Out*>(a.out) + offset;
   for (int64_t j = 0; j < ncols; ++j) out[(n0 + j) * a.ldo] = codes[j];
 }
 

@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 #include "core/fixed_point.h"
@@ -380,9 +381,10 @@ Int8LinearPlan make_int8_linear_plan(const char* op, kernels::GemmAType a_type, 
 }
 
 // Runs the plan on m rows of activations a[m][k] (contiguous), writing codes to `out` as
-// out[r·ldo + c] (or out[c·ldo + r] when transposed).
+// out[r·ldo + c] (or out[c·ldo + r] when transposed; with image_rows > 0, rows are pixels of
+// images of image_rows rows each, image_stride codes apart: GemmInt8Args::out_image_rows).
 void run_int8_linear_plan(const Int8LinearPlan& p, const void* a, int64_t m, const int8_t* packed, void* out,
-                          int64_t ldo, bool transposed) {
+                          int64_t ldo, bool transposed, int64_t image_rows = 0, int64_t image_stride = 0) {
   if (m == 0 || p.n == 0) return;
   std::vector<int32_t> row_sums;
   if (p.asymmetric_w) {
@@ -413,6 +415,8 @@ void run_int8_linear_plan(const Int8LinearPlan& p, const void* a, int64_t m, con
   args.out = out;
   args.ldo = ldo;
   args.out_transposed = transposed;
+  args.out_image_rows = image_rows;
+  args.out_image_stride = image_stride;
   args.out_type = p.out_u8 ? kernels::GemmOutType::U8 : kernels::GemmOutType::S8;
   args.rounding = p.mode;
   args.bias = p.folded.data();
@@ -453,7 +457,9 @@ std::tuple<at::Tensor, at::Tensor> int8_pack_conv_weight_cpu(const at::Tensor& w
   TORCH_CHECK(groups >= 1 && weight.size(0) % groups == 0, "lowbit.", op, ": groups = ", groups,
               " must be >= 1 and divide out_channels = ", weight.size(0));
   const int64_t oc = weight.size(0), ocg = oc / groups, k = weight.size(1) * weight.size(2) * weight.size(3);
-  const at::Tensor w = weight.contiguous().view({groups, ocg, k});
+  // Reduction order (kh, kw, c): a patch row is kh·kw runs of C/groups contiguous channel codes,
+  // which im2col copies whole from a channels-last view of the input.
+  const at::Tensor w = weight.permute({0, 2, 3, 1}).contiguous().view({groups, ocg, k});
   const int64_t panels = kernels::gemm_num_panels(ocg);
   at::Tensor packed = at::empty({groups, panels, k, kernels::kGemmNr}, weight.options());
   at::Tensor col_sums = at::empty({oc}, weight.options().dtype(at::kInt));
@@ -462,6 +468,44 @@ std::tuple<at::Tensor, at::Tensor> int8_pack_conv_weight_cpu(const at::Tensor& w
                                    col_sums.data_ptr<int32_t>() + g * ocg);
   }
   return {packed, col_sums};
+}
+
+// The geometry of an int8 convolution as the GEMM sees it (sizes in elements).
+struct Im2colGeometry {
+  int64_t channels, group_channels, h, w, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw;
+  uint8_t pad_code;  // the input zero point: padding holds real 0
+};
+
+// Patch rows [r0, r1) of group g from a channels-last batch x[b][h][w][channels]; row r is output
+// pixel r of the whole batch (image r / (oh·ow)):
+//   cols[(r - r0)·K + (i·kw + j)·cg + c] = x[b][y·sh - ph + i·dh][x·sw - pw + j·dw][g·cg + c],
+// or pad_code outside the image (K = kh·kw·cg, int8_pack_conv_weight's order). Each tap copies
+// a run of cg bytes (u8 and s8 codes alike).
+void im2col_rows(const Im2colGeometry& g, const uint8_t* x, int64_t group, uint8_t* cols, int64_t r0, int64_t r1) {
+  const int64_t cg = g.group_channels, k = g.kh * g.kw * cg, pixels = g.oh * g.ow;
+  // (b, y, xo) of row r, advanced by counting (a division per row costs more than a 1x1 patch).
+  int64_t b = r0 / pixels, y = (r0 % pixels) / g.ow, xo = r0 % g.ow;
+  for (int64_t r = r0; r < r1; ++r, ++xo) {
+    if (xo == g.ow) {
+      xo = 0;
+      if (++y == g.oh) y = 0, ++b;
+    }
+    const uint8_t* image = x + b * g.h * g.w * g.channels + group * cg;
+    uint8_t* dst = cols + (r - r0) * k;
+    for (int64_t i = 0; i < g.kh; ++i) {
+      const int64_t yi = y * g.sh - g.ph + i * g.dh;
+      for (int64_t j = 0; j < g.kw; ++j, dst += cg) {
+        const int64_t xi = xo * g.sw - g.pw + j * g.dw;
+        if (yi < 0 || yi >= g.h || xi < 0 || xi >= g.w) {
+          std::memset(dst, g.pad_code, static_cast<size_t>(cg));
+        } else if (cg == 1) {
+          *dst = image[(yi * g.w + xi) * g.channels];
+        } else {
+          std::memcpy(dst, image + (yi * g.w + xi) * g.channels, static_cast<size_t>(cg));
+        }
+      }
+    }
+  }
 }
 
 int64_t conv_out_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad, int64_t dilation) {
@@ -524,38 +568,28 @@ at::Tensor int8_conv2d_cpu(const at::Tensor& x, const at::Tensor& packed_weight,
                                           bias, x_zero_point, weight_zero_point, multiplier, shift, out_zero_point, qmin,
                                           qmax, rounding, select));
   }
+  // A patch row is kh·kw runs of channel codes of a channels-last view of x (a copy when x is
+  // NCHW-contiguous). The GEMM runs over the output pixels of whole images at once (chunks of about
+  // 1 MiB of patches) and its epilogue writes each image's codes channel-major: NCHW out, no
+  // per-image calls, no transpose pass.
   at::Tensor out = at::empty({batch, oc, oh, ow}, x.options().dtype(plans[0].out_u8 ? at::kByte : at::kChar));
-  const at::Tensor xc = x.contiguous();
-  const int64_t pixels = oh * ow;
-  const int64_t elem = 1;  // u8 and s8 codes are one byte
-  std::vector<uint8_t> cols(static_cast<size_t>(pixels * k));
-  const uint8_t pad_code = static_cast<uint8_t>(plans[0].zx);  // padding holds real 0, i.e. the zero point
-  const uint8_t* xp = static_cast<const uint8_t*>(xc.data_ptr());
+  const at::Tensor xc = x.contiguous(at::MemoryFormat::ChannelsLast);
+  const Im2colGeometry geo{c,     cg,    h,     w,     oh,    ow,    ks[0], ks[1],
+                           st[0], st[1], pd[0], pd[1], dl[0], dl[1], static_cast<uint8_t>(plans[0].zx)};
+  const uint8_t* xp = static_cast<const uint8_t*>(xc.data_ptr());  // u8 and s8 codes are one byte
   uint8_t* op_out = static_cast<uint8_t*>(out.data_ptr());
-  for (int64_t b = 0; b < batch; ++b) {
+  const int64_t pixels = oh * ow, rows = batch * pixels;
+  const int64_t images_per_chunk = std::max<int64_t>(1, (int64_t{1} << 20) / std::max<int64_t>(pixels * k, 1));
+  const int64_t chunk = images_per_chunk * pixels;
+  std::vector<uint8_t> cols(static_cast<size_t>(std::min(rows, chunk) * k));
+  for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
+    const int64_t r1 = std::min(rows, r0 + chunk);
     for (int64_t g = 0; g < groups; ++g) {
-      // im2col: row p = output pixel, columns (c, kh, kw) in the weight's order.
-      const uint8_t* xg = xp + ((b * c + g * cg) * h * w) * elem;
-      at::parallel_for(0, oh, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(ow * k, 1)), [&](int64_t r0, int64_t r1) {
-        for (int64_t y = r0; y < r1; ++y) {
-          for (int64_t xo = 0; xo < ow; ++xo) {
-            uint8_t* row = cols.data() + (y * ow + xo) * k;
-            for (int64_t ci = 0; ci < cg; ++ci) {
-              const uint8_t* plane = xg + ci * h * w;
-              for (int64_t i = 0; i < ks[0]; ++i) {
-                const int64_t yi = y * st[0] - pd[0] + i * dl[0];
-                for (int64_t j = 0; j < ks[1]; ++j) {
-                  const int64_t xi = xo * st[1] - pd[1] + j * dl[1];
-                  const bool inside = yi >= 0 && yi < h && xi >= 0 && xi < w;
-                  *row++ = inside ? plane[yi * w + xi] : pad_code;
-                }
-              }
-            }
-          }
-        }
-      });
-      run_int8_linear_plan(plans[g], cols.data(), pixels, packed_weight[g].data_ptr<int8_t>(),
-                           op_out + ((b * oc + g * ocg) * pixels), pixels, /*transposed=*/true);
+      at::parallel_for(r0, r1, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(k, 1)),
+                       [&](int64_t b0, int64_t b1) { im2col_rows(geo, xp, g, cols.data() + (b0 - r0) * k, b0, b1); });
+      run_int8_linear_plan(plans[g], cols.data(), r1 - r0, packed_weight[g].data_ptr<int8_t>(),
+                           op_out + ((r0 / pixels) * oc + g * ocg) * pixels, pixels, /*transposed=*/true, pixels,
+                           oc * pixels);
     }
   }
   return out;

@@ -61,8 +61,9 @@ TORCH_LIBRARY(lowbit, m) {
       "Tensor weight_zero_point, Tensor multiplier, Tensor shift, Tensor out_zero_point, int qmin, int qmax, "
       "str rounding=\"double\") -> Tensor",
       tags);
-  // int8 convolution, NCHW codes in and out: im2col per image and group (padding = the input zero
-  // point) into the int8_linear GEMM, written channel-major by its epilogue.
+  // int8 convolution, NCHW codes in and out: channels-last im2col over the batch per group
+  // (padding = the input zero point; weights packed in (kh, kw, c) order) into the int8_linear
+  // GEMM, written channel-major per image by its epilogue.
   m.def("int8_pack_conv_weight(Tensor weight, int groups=1) -> (Tensor, Tensor)", tags);
   m.def(
       "int8_conv2d(Tensor x, Tensor packed_weight, Tensor weight_col_sums, Tensor? bias, Tensor x_zero_point, "

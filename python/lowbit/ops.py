@@ -319,7 +319,8 @@ def int8_pack_conv_weight(weight: torch.Tensor, groups: int = 1) -> tuple[torch.
     """Pack an int8 convolution weight ``[OC, C / groups, kH, kW]`` once for :func:`int8_conv2d`.
 
     Returns ``(packed_weight, weight_col_sums)``: int8 ``[groups, ceil(OC/groups/16), C/groups·kH·kW, 16]``
-    (each group packed like :func:`int8_pack_weight` of its ``[OC/groups, C/groups·kH·kW]`` slice) and
+    (each group packed like :func:`int8_pack_weight` of its ``[OC/groups, kH·kW·C/groups]`` slice, the
+    reduction in ``(kh, kw, c)`` order, i.e. ``weight.permute(0, 2, 3, 1)``) and
     int32 ``[OC]`` sums of each filter.
     """
     return torch.ops.lowbit.int8_pack_conv_weight(weight, groups)

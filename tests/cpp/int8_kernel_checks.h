@@ -222,11 +222,16 @@ inline void check_gemm_case(const GemmInt8Kernels& k, const std::string& name, i
   args.qmax = 127;
   args.out_type = GemmOutType::S8;
   for (int r = 0; r < lowbit::kNumRequantRoundings; ++r) {
-    for (int transposed = 0; transposed < 2; ++transposed) {
-      std::vector<int8_t> out(static_cast<size_t>(m * n) + 1, 0);
+    // transposed 2: channel-major per image of `image_rows` rows (a batched convolution's GEMM);
+    // the last image may be partial.
+    const int64_t image_rows = 1 + m / 3, images = (m + image_rows - 1) / image_rows;
+    for (int transposed = 0; transposed < 3; ++transposed) {
+      std::vector<int8_t> out(static_cast<size_t>(images * image_rows * n) + 1, 0);
       args.out = out.data();
       args.out_transposed = transposed != 0;
-      args.ldo = transposed ? m : n;
+      args.ldo = transposed == 0 ? n : transposed == 1 ? m : image_rows;
+      args.out_image_rows = transposed == 2 ? image_rows : 0;
+      args.out_image_stride = transposed == 2 ? image_rows * n : 0;
       args.rounding = static_cast<RequantRounding>(r);
       k.gemm[ai][1](args, 0, m, 0, panels);
       for (int64_t i = 0; i < m; ++i) {
@@ -234,13 +239,17 @@ inline void check_gemm_case(const GemmInt8Kernels& k, const std::string& name, i
           const int64_t accum = ref[i * n + j] + bias[j] - int64_t{wzp[j]} * row_sums[i];
           const int32_t want = reference_requantize(static_cast<int32_t>(accum), mult[j], shift[j], 7, -128, 127,
                                                     static_cast<RequantRounding>(r));
-          const int32_t got = out[transposed ? j * m + i : i * n + j];
+          const int64_t at = transposed == 0   ? i * n + j
+                             : transposed == 1 ? j * m + i
+                                               : (i / image_rows) * image_rows * n + j * image_rows + i % image_rows;
+          const int32_t got = out[at];
           INFO(name << " " << k.names[ai][1] << " m " << m << " n " << n << " k " << kk << " rounding " << r
                     << " transposed " << transposed << " at " << i << "," << j);
           REQUIRE(got == want);
         }
       }
     }
+    args.out_image_rows = args.out_image_stride = 0;
   }
 }
 

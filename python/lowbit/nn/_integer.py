@@ -265,8 +265,8 @@ def weight_scale_for_output(weight_param: torch.Tensor, out_channels: int, conv:
 # as the reference route above, with the requantization fused into the GEMM epilogue. Converted
 # layers use them when their codes fit (uint8/int8 activations, int8 weights, uint8/int8 outputs,
 # an accumulator bound the kernel accepts); integer simulation keeps the readable reference route,
-# so the equality tests also check the kernels against it. Convolutions run as im2col + int8 GEMM
-# until a direct int8_conv2d kernel replaces `conv2d_codes_int8`.
+# so the equality tests also check the kernels against it. Convolutions with a quantized output run
+# on int8_conv2d; those returning float need the int32 accumulators, so they run im2col + int8_gemm.
 
 
 def have_int8_kernels() -> bool:

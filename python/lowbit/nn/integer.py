@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .. import ops
@@ -245,12 +246,16 @@ class IntConv2d(_IntLayer):
     """A converted ``QuantConv2d`` on NCHW codes (stride, padding and padding modes, dilation, groups).
 
     Same arithmetic as :class:`IntLinear`; zero padding pads with the input zero point (real 0).
-    The int8 route gathers patches of the codes (im2col, channels innermost) and runs the int8 GEMM
-    per group (weights packed once per group), until a direct ``int8_conv2d`` kernel exists; its
-    output codes are NCHW in channels-last memory.
+    On the int8 route a layer with a quantized output runs ``lowbit.ops.int8_conv2d`` (weights
+    packed once at conversion by ``int8_pack_conv_weight``; stride, dilation, groups and the
+    requantization fused; asymmetric or non-zero padding modes pad the codes first), writing NCHW
+    codes. A layer returning float (no output quantizer) needs the raw int32 accumulators, which
+    ``int8_conv2d`` does not return: it gathers patches of the codes (im2col, channels innermost)
+    into ``int8_gemm`` per group. ``int8_op`` names the kernel a layer uses.
     """
 
     conv = True
+    int8_op: Optional[str] = None  # "int8_conv2d" or "im2col+int8_gemm" on the int8 route
 
     def __init__(self, layer: nn.Module, *, use_kernels: bool = True):
         super().__init__()
@@ -265,6 +270,18 @@ class IntConv2d(_IntLayer):
         return cls(layer, use_kernels=use_kernels)
 
     def _pack(self, w_codes: torch.Tensor) -> None:
+        if self.quantized_output:
+            # Packed once here; per group, reduction order (kh, kw, C/groups) like the im2col route.
+            self.int8_op = "int8_conv2d"
+            packed, col_sums = ops.int8_pack_conv_weight(w_codes, self.groups)
+            self.register_buffer("packed_weight", packed)
+            self.register_buffer("weight_col_sums", col_sums)
+            left, right, top, bottom = self._reversed_padding_repeated_twice
+            # int8_conv2d pads symmetrically with the zero point; anything else pads the codes first.
+            self._kernel_padding = ((top, left) if self.padding_mode == "zeros" and left == right and top == bottom
+                                    else None)
+            return
+        self.int8_op = "im2col+int8_gemm"
         # Reduction order (kh, kw, C/groups), the order of I.im2col_codes' patches.
         og = self.out_channels // self.groups
         taps = w_codes.permute(0, 2, 3, 1).reshape(self.groups, og, -1)
@@ -286,7 +303,28 @@ class IntConv2d(_IntLayer):
         og = self.out_channels // self.groups
         return t.reshape(-1)[g * og:(g + 1) * og]
 
+    def _forward_int8_conv2d(self, x_codes: torch.Tensor) -> torch.Tensor:
+        batched = x_codes.dim() == 4
+        x = x_codes if batched else x_codes.unsqueeze(0)
+        padding = self._kernel_padding
+        if padding is None:
+            left, right, top, bottom = self._reversed_padding_repeated_twice
+            if self.padding_mode == "zeros":
+                x = F.pad(x, (left, right, top, bottom), value=self._input_zero_point)
+            else:
+                x = F.pad(x, (left, right, top, bottom), mode=self.padding_mode)
+            padding = (0, 0)
+        qmin, qmax = self._kernel_range
+        out = ops.int8_conv2d(x, self.packed_weight, self.weight_col_sums, self.bias, self.input_zero_point,
+                              self.weight_zero_point.reshape(-1), self.multiplier.reshape(-1),
+                              self.shift.reshape(-1), self.output_zero_point, qmin, qmax, self.kernel_size,
+                              self.stride, padding, self.dilation, self.groups, rounding=self.requant_rounding)
+        out = out if self._kernel_clamps else I.apply_bounds(out, self.act_min, self.act_max)
+        return out if batched else out.squeeze(0)
+
     def _forward_int8(self, x_codes: torch.Tensor) -> torch.Tensor:
+        if self.int8_op == "int8_conv2d":
+            return self._forward_int8_conv2d(x_codes)
         batched = x_codes.dim() == 4
         x = x_codes if batched else x_codes.unsqueeze(0)
         cols, oh, ow = I.im2col_codes(x, self._input_zero_point, self.kernel_size, self.stride, self.dilation,
@@ -319,7 +357,8 @@ class IntConv2d(_IntLayer):
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
-                f"padding={self.padding}, dilation={self.dilation}, groups={self.groups}, {self._int_repr()}")
+                f"padding={self.padding}, dilation={self.dilation}, groups={self.groups}, {self._int_repr()}"
+                + (f", int8_op={self.int8_op}" if self.route == "int8" else ""))
 
 
 class IntAdd(nn.Module):
