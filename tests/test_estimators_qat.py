@@ -219,7 +219,8 @@ def test_pact_regularizer_over_model():
     assert all(w.grad is None for w in weights)
     # Opt in: every PACT quantizer.
     everything = lq.pact_regularizer(model, 1e-3, include_weight_quantizers=True)
-    assert everything.item() == pytest.approx(1e-3 * sum(float(a.detach().square().sum()) for a in acts + weights), rel=1e-6)
+    expected = 1e-3 * sum(float(a.detach().square().sum()) for a in acts + weights)
+    assert everything.item() == pytest.approx(expected, rel=1e-6)
     with pytest.raises(TypeError, match=r"include_weight_quantizers must be a bool, got include_weight_quantizers=1"):
         lq.pact_regularizer(model, 1e-3, include_weight_quantizers=1)
     # No PACT quantizer: zero.
