@@ -205,11 +205,26 @@ def test_dsq_modes_and_qil_rescale():
 
 
 def test_pact_regularizer_over_model():
+    # Default: the activation clips only (the paper's L2 term); the weight clips get no gradient.
     model = prepared("pact")
     model(batches(1)[0][0])
+    named = dict(lowbit.named_quantizers(model))
+    acts = [q.alpha for n, q in named.items() if n.endswith("input_quantizer")]
+    weights = [q.alpha for n, q in named.items() if n.endswith("weight_quantizer")]
+    assert len(acts) == 3 and len(weights) == 3
     reg = lq.pact_regularizer(model, 1e-3)
-    alphas = [q.alpha for _, q in lowbit.named_quantizers(model)]
-    assert reg.item() == pytest.approx(1e-3 * sum(float(a.square().sum()) for a in alphas), rel=1e-6)
+    assert reg.item() == pytest.approx(1e-3 * sum(float(a.detach().square().sum()) for a in acts), rel=1e-6)
+    reg.backward()
+    assert all(a.grad is not None and torch.equal(a.grad, 2e-3 * a.detach()) for a in acts)
+    assert all(w.grad is None for w in weights)
+    # Opt in: every PACT quantizer.
+    everything = lq.pact_regularizer(model, 1e-3, include_weight_quantizers=True)
+    expected = 1e-3 * sum(float(a.detach().square().sum()) for a in acts + weights)
+    assert everything.item() == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(TypeError, match=r"include_weight_quantizers must be a bool, got include_weight_quantizers=1"):
+        lq.pact_regularizer(model, 1e-3, include_weight_quantizers=1)
+    # No PACT quantizer: zero.
+    assert lq.pact_regularizer(prepared("lsq"), 1e-3).item() == 0.0
 
 
 @pytest.mark.parametrize("estimator,kwargs,match", [

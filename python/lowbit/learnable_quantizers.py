@@ -330,6 +330,17 @@ class PACTQuantizer(LearnableQuantizer):
     ``narrow_range``). Initial α per block: LSQ's initial range ``2·mean|x|·sqrt(levels)``, capped
     at the observed max (the paper starts at 10, far too coarse for a low-bit pre-trained
     network). Add :meth:`regularizer` to the loss for the paper's L2 term on α.
+
+    **Weights.** The paper defines PACT for activations only (its weights are DoReFa-quantized,
+    with no learned clip), and its L2 term regularises the activation clip. On weights
+    (``estimator="pact"`` in a weight spec, usually signed) lowbit learns a per-block clip with the
+    same gradient, but :func:`pact_regularizer` leaves weight quantizers out by default: a weight
+    clip's α gradient comes only from the weights at or beyond ±α (a small fraction), so under
+    Adam, which rescales every parameter's gradient to a step of about the learning rate, the L2
+    pull dominates that sparse signal, shrinks α, clips more weights (whose own gradient is then
+    zero) and drives whole output channels to α ≈ 0. On scikit-learn's digits at W2A2 it collapsed
+    12 of conv2's 32 weight clips below a tenth of their initial value (benchmarks/qat_digits.py,
+    seed 0).
     """
 
     estimator = "pact"
@@ -354,9 +365,23 @@ class PACTQuantizer(LearnableQuantizer):
                                       rounding=self._rounding(), enabled=self.fake_quant_enabled)
 
 
-def pact_regularizer(model: nn.Module, weight: float = 2e-4) -> torch.Tensor:
-    """The sum of PACT's L2 terms over every :class:`PACTQuantizer` in ``model`` (0 if none)."""
-    terms = [m.regularizer(weight) for m in model.modules() if isinstance(m, PACTQuantizer)]
+def pact_regularizer(model: nn.Module, weight: float = 2e-4, *,
+                     include_weight_quantizers: bool = False) -> torch.Tensor:
+    """The sum of PACT's L2 terms ``weight·Σα²`` over the :class:`PACTQuantizer` s in ``model``
+    (0 if none).
+
+    By default only activation clips count, as in the paper: a PACT quantizer that is some
+    layer's ``weight_quantizer`` is left out (see :class:`PACTQuantizer`, "Weights", for why an L2
+    pull on a weight clip collapses it under Adam). ``include_weight_quantizers=True`` sums over
+    every PACT quantizer.
+    """
+    if not isinstance(include_weight_quantizers, bool):
+        raise TypeError(f"pact_regularizer: include_weight_quantizers must be a bool, got "
+                        f"include_weight_quantizers={include_weight_quantizers!r}")
+    skip = set()
+    if not include_weight_quantizers:
+        skip = {id(q) for m in model.modules() if isinstance(q := getattr(m, "weight_quantizer", None), PACTQuantizer)}
+    terms = [m.regularizer(weight) for m in model.modules() if isinstance(m, PACTQuantizer) and id(m) not in skip]
     return torch.stack(terms).sum() if terms else torch.zeros(())
 
 
