@@ -575,24 +575,57 @@ void depthwise_conv_direct(const Int8LinearPlan& plan, const Code* x, const int8
   const auto run = kernels::requant_kernels()
                        .run[static_cast<int>(plan.mode)][static_cast<int>(plan.out_u8 ? kernels::CodeType::U8
                                                                                         : kernels::CodeType::I8)];
-  const int32_t zx = static_cast<int32_t>(plan.zx);
+  const int16_t zx16 = static_cast<int16_t>(plan.zx);
   const RequantParams base{0, 0, static_cast<int32_t>(plan.zo), static_cast<int32_t>(plan.qmin),
                            static_cast<int32_t>(plan.qmax)};
   const int64_t grain = std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(pixels * taps, 1));
+  // Stride 1: the input plane goes once into a zero-padded int16 copy of x - zx, row pitch wp, so
+  // every tap is one flat, branch-free loop over oh·wp "wide" outputs (the wp - ow columns past
+  // each row's end are computed and dropped): long vector loops instead of one short loop per
+  // tap and row, which on small planes cost more to set up than to run.
+  const bool flat = geo.sh == 1 && geo.sw == 1;
+  const int64_t hp = geo.h + 2 * geo.ph, wp = geo.w + 2 * geo.pw;
+  const int64_t xpad_size = flat ? hp * wp + (geo.kw - 1) * geo.dw : 0;
   at::parallel_for(0, batch * oc, grain, [&](int64_t begin, int64_t end) {
-    std::vector<int32_t> acc(static_cast<size_t>(pixels));
-    std::vector<int32_t> wt(static_cast<size_t>(taps));
+    std::vector<int32_t> acc(static_cast<size_t>(flat ? geo.oh * wp : pixels));
+    std::vector<int16_t> wt(static_cast<size_t>(taps));
+    std::vector<int16_t> xpad(static_cast<size_t>(xpad_size), 0);
+    int64_t xpad_plane = -1;  // the input plane b·C + g that xpad holds
     for (int64_t plane = begin; plane < end; ++plane) {
       const int64_t b = plane / oc, o = plane % oc, g = o / ocg, j = o % ocg;
       const int8_t* panel = packed_groups + g * group_packed_bytes + (j / kernels::kGemmNr) * kernels::gemm_panel_bytes(taps);
       for (int64_t t = 0; t < taps; ++t) {
-        wt[t] = int32_t{panel[kernels::gemm_panel_offset(taps, j % kernels::kGemmNr, t)]} - plan.wzp[o];
+        wt[t] = static_cast<int16_t>(panel[kernels::gemm_panel_offset(taps, j % kernels::kGemmNr, t)] - plan.wzp[o]);
       }
       std::fill(acc.begin(), acc.end(), bias != nullptr ? bias[o * bias_stride] : 0);
       const Code* xs = x + (b * geo.channels + g) * geo.h * geo.w;
-      for (int64_t i = 0; i < geo.kh; ++i) {
+      if (flat) {
+        if (xpad_plane != b * geo.channels + g) {
+          xpad_plane = b * geo.channels + g;
+          for (int64_t y = 0; y < geo.h; ++y) {
+            int16_t* dst = xpad.data() + (y + geo.ph) * wp + geo.pw;
+            for (int64_t xi = 0; xi < geo.w; ++xi) dst[xi] = static_cast<int16_t>(xs[y * geo.w + xi] - zx16);
+          }
+        }
+        const int64_t wide = geo.oh * wp;
+        for (int64_t i = 0; i < geo.kh; ++i) {
+          for (int64_t jj = 0; jj < geo.kw; ++jj) {
+            const int16_t wv = wt[i * geo.kw + jj];
+            if (wv == 0) continue;
+            const int16_t* src = xpad.data() + i * geo.dh * wp + jj * geo.dw;
+            int32_t* a = acc.data();
+            for (int64_t q = 0; q < wide; ++q) a[q] += int32_t{wv} * int32_t{src[q]};
+          }
+        }
+        for (int64_t y = 1; y < geo.oh; ++y) {  // drop the wide columns: rows move down, in order
+          std::memmove(acc.data() + y * geo.ow, acc.data() + y * wp, static_cast<size_t>(geo.ow) * sizeof(int32_t));
+        }
+      }
+      for (int64_t i = 0; !flat && i < geo.kh; ++i) {
         for (int64_t jj = 0; jj < geo.kw; ++jj) {
-          const int32_t wv = wt[i * geo.kw + jj];
+          // w - zw and x - zx lie in [-255, 255]: int16 operands of an exact int32 product, which
+          // compilers vectorize as a widening 16-bit multiply (no emulated 32-bit one).
+          const int16_t wv = wt[i * geo.kw + jj];
           if (wv == 0) continue;
           // Output columns whose tap column xo·sw - pw + jj·dw lies inside [0, w).
           const int64_t off = jj * geo.dw - geo.pw;
@@ -605,9 +638,13 @@ void depthwise_conv_direct(const Int8LinearPlan& plan, const Code* x, const int8
             const Code* row = xs + yi * geo.w;
             int32_t* a = acc.data() + y * geo.ow;
             if (geo.sw == 1) {
-              for (int64_t xo = x_lo; xo < x_hi; ++xo) a[xo] += wv * (int32_t{row[xo + off]} - zx);
+              for (int64_t xo = x_lo; xo < x_hi; ++xo) {
+                a[xo] += int32_t{wv} * int32_t{static_cast<int16_t>(row[xo + off] - zx16)};
+              }
             } else {
-              for (int64_t xo = x_lo; xo < x_hi; ++xo) a[xo] += wv * (int32_t{row[xo * geo.sw + off]} - zx);
+              for (int64_t xo = x_lo; xo < x_hi; ++xo) {
+                a[xo] += int32_t{wv} * int32_t{static_cast<int16_t>(row[xo * geo.sw + off] - zx16)};
+              }
             }
           }
         }
