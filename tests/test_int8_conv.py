@@ -23,6 +23,9 @@ CONFIGS = [
     (1, 16, 5, 5, 33, (1, 1), (1, 1), (0, 0), (1, 1), 1),     # pointwise, OC not a multiple of 16
     (1, 5, 1, 1, 3, (1, 1), (1, 1), (0, 0), (1, 1), 1),       # 1x1 image
     (3, 2, 6, 11, 5, (5, 3), (3, 2), (2, 0), (1, 1), 1),
+    (3, 6, 5, 13, 18, (2, 4), (3, 1), (4, 3), (1, 3), 6),    # depthwise x3, padding wider than the kernel
+    (1, 2, 4, 3, 2, (1, 2), (1, 1), (0, 3), (1, 6), 2),       # depthwise, a tap column entirely in padding
+    (2, 3, 6, 6, 48, (3, 3), (1, 1), (1, 1), (1, 1), 3),      # groups of one input channel, 16 outputs each
 ]
 
 

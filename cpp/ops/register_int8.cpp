@@ -193,8 +193,10 @@ struct GemmSetup {
   std::vector<int32_t> col_sums_padded;
 };
 
+// pad_col_sums: fill col_sums_padded (int8_gemm's kernel reads whole panels of them); int8_linear
+// builds its own copy in its plan.
 GemmSetup gemm_setup(const at::Tensor& a, const at::Tensor& packed, const at::Tensor& col_sums, const char* op,
-                     const char* a_name) {
+                     const char* a_name, bool pad_col_sums = true) {
   TORCH_CHECK(a.scalar_type() == at::kByte || a.scalar_type() == at::kChar, "lowbit.", op, ": ", a_name,
               " must be uint8 or int8 activation codes, got ", a.scalar_type());
   TORCH_CHECK(a.dim() >= 1, "lowbit.", op, ": ", a_name, " must have at least one dimension (the K axis)");
@@ -217,9 +219,11 @@ GemmSetup gemm_setup(const at::Tensor& a, const at::Tensor& packed, const at::Te
   s.out_sizes = a.sizes().vec();
   s.out_sizes.back() = s.n;
   s.panels = kernels::gemm_num_panels(s.n);
-  s.col_sums_padded.assign(static_cast<size_t>(s.panels * kernels::kGemmNr), 0);
-  const at::Tensor cs = col_sums.contiguous();
-  std::copy_n(cs.data_ptr<int32_t>(), s.n, s.col_sums_padded.begin());
+  if (pad_col_sums) {
+    s.col_sums_padded.assign(static_cast<size_t>(s.panels * kernels::kGemmNr), 0);
+    const at::Tensor cs = col_sums.contiguous();
+    std::copy_n(cs.data_ptr<int32_t>(), s.n, s.col_sums_padded.begin());
+  }
   return s;
 }
 
@@ -269,52 +273,83 @@ at::Tensor int8_gemm_cpu(const at::Tensor& a, const at::Tensor& packed_weight, c
 
 // ---- int8_linear ---------------------------------------------------------------------------------
 
-// An int32 tensor of one element or n elements, expanded to `padded` entries (0 beyond n).
-std::vector<int32_t> channel_array(const at::Tensor& t, int64_t n, int64_t padded, const char* op, const char* name) {
+// Element i of a 1-D (or one-element) integer tensor as int64, read in place: int32 and int64 (what
+// the Python wrappers and quantize_multiplier pass) without any conversion pass or allocation;
+// other integer dtypes through one conversion, as before. `count` elements; a one-element tensor
+// broadcasts.
+template <typename F>
+void read_integers(const at::Tensor& t, int64_t count, F&& f) {
+  const bool one = t.numel() == 1;
+  const int64_t stride = one ? 0 : t.stride(0);
+  auto read = [&](const auto* p) {
+    for (int64_t i = 0; i < count; ++i) f(i, static_cast<int64_t>(p[i * stride]));
+  };
+  if (t.scalar_type() == at::kInt) return read(t.const_data_ptr<int32_t>());
+  if (t.scalar_type() == at::kLong) return read(t.const_data_ptr<int64_t>());
+  const at::Tensor v = t.to(at::kLong);
+  const int64_t vstride = one ? 0 : v.stride(0);
+  const int64_t* p = v.const_data_ptr<int64_t>();
+  for (int64_t i = 0; i < count; ++i) f(i, p[i * vstride]);
+}
+
+// An integer tensor of one element or n elements, expanded to n int32 entries followed by
+// kGemmNr zeros: a group's last panel reads up to kGemmNr - 1 entries past its channels (they feed
+// only the panel's padding columns, which are never stored).
+std::vector<int32_t> channel_array(const at::Tensor& t, int64_t n, const char* op, const char* name) {
   TORCH_CHECK(!t.is_floating_point() && !t.is_complex() && t.scalar_type() != at::kBool, "lowbit.", op, ": ", name,
               " must be an integer tensor, got ", t.scalar_type());
   TORCH_CHECK(t.numel() == 1 || (t.dim() == 1 && t.size(0) == n), "lowbit.", op, ": ", name,
               " must hold one element (per-tensor) or be 1-D with one element per output channel (", n,
               "), got shape ", t.sizes());
-  const at::Tensor v = t.to(at::kLong).contiguous();
-  const int64_t* p = v.data_ptr<int64_t>();
-  std::vector<int32_t> out(static_cast<size_t>(padded), 0);
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t x = p[t.numel() == 1 ? 0 : i];
+  std::vector<int32_t> out(static_cast<size_t>(n + kernels::kGemmNr), 0);
+  if (n == 0) return out;
+  if (t.scalar_type() == at::kInt) {  // the usual case: a copy (or a fill), nothing to range-check
+    const int32_t* p = t.const_data_ptr<int32_t>();
+    if (t.numel() == 1) {
+      std::fill_n(out.begin(), n, p[0]);
+    } else {
+      const int64_t stride = t.stride(0);
+      for (int64_t i = 0; i < n; ++i) out[i] = p[i * stride];
+    }
+    return out;
+  }
+  read_integers(t, n, [&](int64_t i, int64_t x) {
     TORCH_CHECK(x >= std::numeric_limits<int32_t>::min() && x <= std::numeric_limits<int32_t>::max(), "lowbit.", op,
                 ": ", name, "[", i, "] = ", x, " does not fit in int32");
     out[i] = static_cast<int32_t>(x);
-  }
+  });
   return out;
 }
 
+// The value of a one-element integer tensor, read in place (no item(): it dispatches an op).
 int64_t single_value(const at::Tensor& t, const char* op, const char* name) {
   TORCH_CHECK(!t.is_floating_point() && !t.is_complex() && t.scalar_type() != at::kBool, "lowbit.", op, ": ", name,
               " must be an integer tensor, got ", t.scalar_type());
   TORCH_CHECK(t.numel() == 1, "lowbit.", op, ": ", name, " must hold one element, got shape ", t.sizes());
-  return t.item<int64_t>();
+  int64_t value = 0;
+  read_integers(t, 1, [&](int64_t, int64_t x) { value = x; });
+  return value;
 }
 
-// Everything an int8 linear/conv layer needs besides its activations: validated parameters,
-// per-channel arrays padded to whole panels, and the zero-point terms folded into one int32 per
-// channel. Built once per call (per group for convolutions).
+// Everything an int8 linear/conv layer needs besides its activations: validated parameters and
+// per-channel int32 arrays over ALL n output channels (each followed by kGemmNr zeros, see
+// channel_array), with the zero-point terms folded into one int32 per channel. Built once per
+// call; a convolution group runs on the slice of its channels (run_int8_linear_plan's c0).
 struct Int8LinearPlan {
   kernels::GemmAType a_type;
   bool out_u8;
   RequantRounding mode;
   int64_t n, k, zx, zo, qmin, qmax;
-  std::vector<int32_t> wzp, mult, shf, folded, col_sums_padded;
+  std::vector<int32_t> wzp, mult, shf, folded, col_sums;
   bool asymmetric_w;
 };
 
-// `select(t, name)` narrows a per-channel parameter to this plan's channels (identity for linear).
-template <typename Select>
 Int8LinearPlan make_int8_linear_plan(const char* op, kernels::GemmAType a_type, at::ScalarType x_dtype, int64_t n,
                                      int64_t k, const at::Tensor& col_sums, const std::optional<at::Tensor>& bias,
                                      const at::Tensor& x_zero_point, const at::Tensor& weight_zero_point,
                                      const at::Tensor& multiplier, const at::Tensor& shift,
                                      const at::Tensor& out_zero_point, int64_t qmin, int64_t qmax,
-                                     c10::string_view rounding, Select&& select) {
+                                     c10::string_view rounding) {
   Int8LinearPlan p;
   p.a_type = a_type;
   p.n = n;
@@ -333,61 +368,74 @@ Int8LinearPlan make_int8_linear_plan(const char* op, kernels::GemmAType a_type, 
   p.zo = single_value(out_zero_point, op, "out_zero_point");
   TORCH_CHECK(p.zo >= qmin && p.zo <= qmax, "lowbit.", op, ": out_zero_point = ", p.zo, " is outside [qmin, qmax] = [",
               qmin, ", ", qmax, "]");
-  const int64_t padded = kernels::gemm_num_panels(n) * kernels::kGemmNr;
-  p.wzp = channel_array(select(weight_zero_point, "weight_zero_point"), n, padded, op, "weight_zero_point");
+  p.wzp = channel_array(weight_zero_point, n, op, "weight_zero_point");
   TORCH_CHECK(multiplier.scalar_type() == at::kInt && shift.scalar_type() == at::kInt, "lowbit.", op,
               ": multiplier and shift must be int32 tensors (as quantize_multiplier returns), got ",
               multiplier.scalar_type(), " and ", shift.scalar_type());
-  p.mult = channel_array(select(multiplier, "multiplier"), n, padded, op, "multiplier");
-  p.shf = channel_array(select(shift, "shift"), n, padded, op, "shift");
+  p.mult = channel_array(multiplier, n, op, "multiplier");
+  p.shf = channel_array(shift, n, op, "shift");
+  const int max_shift = max_requant_shift(p.mode);
+  int64_t max_dw = 0;
+  bool bad = false;  // one branch-free pass; the checks that name the element run only when it fails
   for (int64_t i = 0; i < n; ++i) {
+    bad |= p.wzp[i] < -128 || p.wzp[i] > 127 || p.shf[i] < -31 || p.shf[i] > max_shift;
+    max_dw = std::max<int64_t>(max_dw, std::max<int64_t>(p.wzp[i] + 128, 127 - p.wzp[i]));
+  }
+  for (int64_t i = 0; bad && i < n; ++i) {
     TORCH_CHECK(p.wzp[i] >= -128 && p.wzp[i] <= 127, "lowbit.", op, ": weight_zero_point[", i, "] = ", p.wzp[i],
                 " is outside the int8 range");
-    TORCH_CHECK(p.shf[i] >= -31 && p.shf[i] <= max_requant_shift(p.mode), "lowbit.", op, ": shift[", i, "] = ",
-                p.shf[i], " is outside [-31, ", max_requant_shift(p.mode), "]");
+    TORCH_CHECK(p.shf[i] >= -31 && p.shf[i] <= max_shift, "lowbit.", op, ": shift[", i, "] = ", p.shf[i],
+                " is outside [-31, ", max_shift, "]");
   }
-  std::vector<int32_t> qbias(static_cast<size_t>(padded), 0);
-  int64_t max_abs_bias = 0;
+  const int32_t* qbias = nullptr;
+  int64_t bias_stride = 0, max_abs_bias = 0;
   if (bias.has_value()) {
     TORCH_CHECK(bias->scalar_type() == at::kInt, "lowbit.", op,
                 ": bias must be int32 at scale x_scale·w_scale (zero point 0), got ", bias->scalar_type());
-    const at::Tensor b = select(*bias, "bias").contiguous();
-    TORCH_CHECK(b.dim() == 1 && b.size(0) == n, "lowbit.", op, ": bias must have one element per output channel (",
-                n, "), got shape ", b.sizes());
-    std::copy_n(b.data_ptr<int32_t>(), n, qbias.begin());
-    for (int64_t i = 0; i < n; ++i) max_abs_bias = std::max<int64_t>(max_abs_bias, std::abs(int64_t{qbias[i]}));
+    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == n, "lowbit.", op,
+                ": bias must have one element per output channel (", n, "), got shape ", bias->sizes());
+    qbias = bias->const_data_ptr<int32_t>();
+    bias_stride = bias->stride(0);
+    for (int64_t i = 0; i < n; ++i) {
+      max_abs_bias = std::max<int64_t>(max_abs_bias, std::abs(int64_t{qbias[i * bias_stride]}));
+    }
   }
   // The exact accumulator Σ(x - zx)(w - zw) + bias must fit in int32; bound it from the dtype
   // ranges (the folded, wrapping evaluation below is then exact).
   const int64_t max_dx = x_u8 ? std::max<int64_t>(p.zx, 255 - p.zx) : std::max<int64_t>(p.zx + 128, 127 - p.zx);
-  int64_t max_dw = 0;
-  for (int64_t i = 0; i < n; ++i) max_dw = std::max<int64_t>(max_dw, std::max<int64_t>(p.wzp[i] + 128, 127 - p.wzp[i]));
   const int64_t bound = k * max_dx * max_dw + max_abs_bias;
   TORCH_CHECK(bound <= std::numeric_limits<int32_t>::max(), "lowbit.", op, ": the int32 accumulator could overflow: K = ",
               k, ", max |x - x_zero_point| = ", max_dx, ", max |w - weight_zero_point| = ", max_dw, ", max |bias| = ",
               max_abs_bias, " bound the sum by ", bound, " > 2^31 - 1");
-  p.col_sums_padded.assign(static_cast<size_t>(padded), 0);
-  const at::Tensor cs = col_sums.contiguous();
-  std::copy_n(cs.data_ptr<int32_t>(), n, p.col_sums_padded.begin());
+  p.col_sums.assign(static_cast<size_t>(n + kernels::kGemmNr), 0);
+  const int32_t* cs = col_sums.const_data_ptr<int32_t>();
+  const int64_t cs_stride = col_sums.stride(0);
+  for (int64_t i = 0; i < n; ++i) p.col_sums[i] = cs[i * cs_stride];
   // Fold the zero-point terms into one int32 per channel:
   //   Σ(x - zx)(w - zw) + b = Σ x·w - zw·Σx - zx·Σw + K·zx·zw + b
-  p.folded.assign(static_cast<size_t>(padded), 0);
+  p.folded.assign(static_cast<size_t>(n + kernels::kGemmNr), 0);
   for (int64_t i = 0; i < n; ++i) {
-    const int64_t v = int64_t{qbias[i]} - p.zx * p.col_sums_padded[i] + k * p.zx * p.wzp[i];
+    const int64_t b = qbias != nullptr ? int64_t{qbias[i * bias_stride]} : 0;
+    const int64_t v = b - p.zx * p.col_sums[i] + k * p.zx * p.wzp[i];
     p.folded[i] = static_cast<int32_t>(static_cast<uint32_t>(static_cast<uint64_t>(v)));  // mod 2^32
   }
   p.asymmetric_w = std::any_of(p.wzp.begin(), p.wzp.begin() + n, [](int32_t v) { return v != 0; });
   return p;
 }
 
-// Runs the plan on m rows of activations a[m][k] (contiguous), writing codes to `out` as
-// out[r·ldo + c] (or out[c·ldo + r] when transposed; with image_rows > 0, rows are pixels of
-// images of image_rows rows each, image_stride codes apart: GemmInt8Args::out_image_rows).
-void run_int8_linear_plan(const Int8LinearPlan& p, const void* a, int64_t m, const int8_t* packed, void* out,
-                          int64_t ldo, bool transposed, int64_t image_rows = 0, int64_t image_stride = 0) {
-  if (m == 0 || p.n == 0) return;
+// Runs output channels [c0, c0 + n) of the plan (packed: their panels) on m rows of activations
+// a[m][k] (contiguous), writing codes to `out` as out[r·ldo + c] (or out[c·ldo + r] when
+// transposed; with image_rows > 0, rows are pixels of images of image_rows rows each,
+// image_stride codes apart: GemmInt8Args::out_image_rows). Inside a parallel region it runs on
+// the calling thread (at::parallel_for does not nest).
+void run_int8_linear_plan(const Int8LinearPlan& p, int64_t c0, int64_t n, const void* a, int64_t m,
+                          const int8_t* packed, void* out, int64_t ldo, bool transposed, int64_t image_rows = 0,
+                          int64_t image_stride = 0) {
+  if (m == 0 || n == 0) return;
+  const bool asymmetric_w = p.asymmetric_w && std::any_of(p.wzp.begin() + c0, p.wzp.begin() + c0 + n,
+                                                          [](int32_t v) { return v != 0; });
   std::vector<int32_t> row_sums;
-  if (p.asymmetric_w) {
+  if (asymmetric_w) {
     row_sums.assign(static_cast<size_t>(m), 0);
     const bool x_u8 = p.a_type == kernels::GemmAType::U8;
     at::parallel_for(0, m, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(p.k, 1)), [&](int64_t b, int64_t e) {
@@ -408,9 +456,9 @@ void run_int8_linear_plan(const Int8LinearPlan& p, const void* a, int64_t m, con
   args.a = a;
   args.lda = p.k;
   args.packed = packed;
-  args.col_sums = p.col_sums_padded.data();
+  args.col_sums = p.col_sums.data() + c0;
   args.m = m;
-  args.n = p.n;
+  args.n = n;
   args.k = p.k;
   args.out = out;
   args.ldo = ldo;
@@ -419,11 +467,11 @@ void run_int8_linear_plan(const Int8LinearPlan& p, const void* a, int64_t m, con
   args.out_image_stride = image_stride;
   args.out_type = p.out_u8 ? kernels::GemmOutType::U8 : kernels::GemmOutType::S8;
   args.rounding = p.mode;
-  args.bias = p.folded.data();
-  args.row_sums = p.asymmetric_w ? row_sums.data() : nullptr;
-  args.w_zero_point = p.wzp.data();
-  args.multiplier = p.mult.data();
-  args.shift = p.shf.data();
+  args.bias = p.folded.data() + c0;
+  args.row_sums = asymmetric_w ? row_sums.data() : nullptr;
+  args.w_zero_point = p.wzp.data() + c0;
+  args.multiplier = p.mult.data() + c0;
+  args.shift = p.shf.data() + c0;
   args.out_zero_point = static_cast<int32_t>(p.zo);
   args.qmin = static_cast<int32_t>(p.qmin);
   args.qmax = static_cast<int32_t>(p.qmax);
@@ -436,13 +484,14 @@ at::Tensor int8_linear_cpu(const at::Tensor& x, const at::Tensor& packed_weight,
                            const at::Tensor& weight_zero_point, const at::Tensor& multiplier, const at::Tensor& shift,
                            const at::Tensor& out_zero_point, int64_t qmin, int64_t qmax, c10::string_view rounding) {
   constexpr const char* op = "int8_linear";
-  GemmSetup s = gemm_setup(x, packed_weight, weight_col_sums, op, "x");
+  GemmSetup s = gemm_setup(x, packed_weight, weight_col_sums, op, "x", /*pad_col_sums=*/false);
   if (bias.has_value()) check_same_device(x, "x", *bias, "bias", op);
-  const Int8LinearPlan plan = make_int8_linear_plan(
-      op, s.a_type, x.scalar_type(), s.n, s.k, weight_col_sums, bias, x_zero_point, weight_zero_point, multiplier,
-      shift, out_zero_point, qmin, qmax, rounding, [](const at::Tensor& t, const char*) { return t; });
+  const Int8LinearPlan plan =
+      make_int8_linear_plan(op, s.a_type, x.scalar_type(), s.n, s.k, weight_col_sums, bias, x_zero_point,
+                            weight_zero_point, multiplier, shift, out_zero_point, qmin, qmax, rounding);
   at::Tensor out = at::empty(s.out_sizes, x.options().dtype(plan.out_u8 ? at::kByte : at::kChar));
-  run_int8_linear_plan(plan, s.a.data_ptr(), s.m, packed_weight.data_ptr<int8_t>(), out.data_ptr(), s.n, false);
+  run_int8_linear_plan(plan, 0, s.n, s.a.data_ptr(), s.m, packed_weight.data_ptr<int8_t>(), out.data_ptr(), s.n,
+                       false);
   return out;
 }
 
@@ -508,6 +557,106 @@ void im2col_rows(const Im2colGeometry& g, const uint8_t* x, int64_t group, uint8
   }
 }
 
+// Depthwise convolution (one input channel per group, fewer than kGemmNr output channels per
+// group), computed directly on the NCHW planes: a GEMM over patches of cg = 1 channel would be
+// K = kh·kw deep with ocg of the 16 columns of its panel used, one tiny GEMM per group (with 16 or
+// more channels per group the GEMM is faster). Output
+// channel o (group g = o / ocg) of image b accumulates, per output pixel,
+//   acc = bias[o] + Σ_taps (w[o][tap] - zw[o])·(x[b][g][tap pixel] - zx)
+// skipping taps in the padding (they hold x = zx). Every partial sum is bounded by the
+// accumulator bound make_int8_linear_plan checks, so this exact sum is the int32 the GEMM's
+// wrapping folded form produces; the plane is then requantized by the requantize run kernel,
+// which like the GEMM epilogue equals requantize_one bit for bit.
+template <typename Code>
+void depthwise_conv_direct(const Int8LinearPlan& plan, const Code* x, const int8_t* packed_groups,
+                           int64_t group_packed_bytes, const int32_t* bias, int64_t bias_stride,
+                           const Im2colGeometry& geo, int64_t batch, int64_t ocg, void* out) {
+  const int64_t oc = geo.channels * ocg, pixels = geo.oh * geo.ow, taps = geo.kh * geo.kw;
+  const auto run = kernels::requant_kernels()
+                       .run[static_cast<int>(plan.mode)][static_cast<int>(plan.out_u8 ? kernels::CodeType::U8
+                                                                                        : kernels::CodeType::I8)];
+  const int16_t zx16 = static_cast<int16_t>(plan.zx);
+  const RequantParams base{0, 0, static_cast<int32_t>(plan.zo), static_cast<int32_t>(plan.qmin),
+                           static_cast<int32_t>(plan.qmax)};
+  const int64_t grain = std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(pixels * taps, 1));
+  // Stride 1: the input plane goes once into a zero-padded int16 copy of x - zx, row pitch wp, so
+  // every tap is one flat, branch-free loop over oh·wp "wide" outputs (the wp - ow columns past
+  // each row's end are computed and dropped): long vector loops instead of one short loop per
+  // tap and row, which on small planes cost more to set up than to run.
+  const bool flat = geo.sh == 1 && geo.sw == 1;
+  const int64_t hp = geo.h + 2 * geo.ph, wp = geo.w + 2 * geo.pw;
+  const int64_t xpad_size = flat ? hp * wp + (geo.kw - 1) * geo.dw : 0;
+  at::parallel_for(0, batch * oc, grain, [&](int64_t begin, int64_t end) {
+    std::vector<int32_t> acc(static_cast<size_t>(flat ? geo.oh * wp : pixels));
+    std::vector<int16_t> wt(static_cast<size_t>(taps));
+    std::vector<int16_t> xpad(static_cast<size_t>(xpad_size), 0);
+    int64_t xpad_plane = -1;  // the input plane b·C + g that xpad holds
+    for (int64_t plane = begin; plane < end; ++plane) {
+      const int64_t b = plane / oc, o = plane % oc, g = o / ocg, j = o % ocg;
+      const int8_t* panel = packed_groups + g * group_packed_bytes + (j / kernels::kGemmNr) * kernels::gemm_panel_bytes(taps);
+      for (int64_t t = 0; t < taps; ++t) {
+        wt[t] = static_cast<int16_t>(panel[kernels::gemm_panel_offset(taps, j % kernels::kGemmNr, t)] - plan.wzp[o]);
+      }
+      std::fill(acc.begin(), acc.end(), bias != nullptr ? bias[o * bias_stride] : 0);
+      const Code* xs = x + (b * geo.channels + g) * geo.h * geo.w;
+      if (flat) {
+        if (xpad_plane != b * geo.channels + g) {
+          xpad_plane = b * geo.channels + g;
+          for (int64_t y = 0; y < geo.h; ++y) {
+            int16_t* dst = xpad.data() + (y + geo.ph) * wp + geo.pw;
+            for (int64_t xi = 0; xi < geo.w; ++xi) dst[xi] = static_cast<int16_t>(xs[y * geo.w + xi] - zx16);
+          }
+        }
+        const int64_t wide = geo.oh * wp;
+        for (int64_t i = 0; i < geo.kh; ++i) {
+          for (int64_t jj = 0; jj < geo.kw; ++jj) {
+            const int16_t wv = wt[i * geo.kw + jj];
+            if (wv == 0) continue;
+            const int16_t* src = xpad.data() + i * geo.dh * wp + jj * geo.dw;
+            int32_t* a = acc.data();
+            for (int64_t q = 0; q < wide; ++q) a[q] += int32_t{wv} * int32_t{src[q]};
+          }
+        }
+        for (int64_t y = 1; y < geo.oh; ++y) {  // drop the wide columns: rows move down, in order
+          std::memmove(acc.data() + y * geo.ow, acc.data() + y * wp, static_cast<size_t>(geo.ow) * sizeof(int32_t));
+        }
+      }
+      for (int64_t i = 0; !flat && i < geo.kh; ++i) {
+        for (int64_t jj = 0; jj < geo.kw; ++jj) {
+          // w - zw and x - zx lie in [-255, 255]: int16 operands of an exact int32 product, which
+          // compilers vectorize as a widening 16-bit multiply (no emulated 32-bit one).
+          const int16_t wv = wt[i * geo.kw + jj];
+          if (wv == 0) continue;
+          // Output columns whose tap column xo·sw - pw + jj·dw lies inside [0, w).
+          const int64_t off = jj * geo.dw - geo.pw;
+          const int64_t x_lo = off >= 0 ? 0 : (-off + geo.sw - 1) / geo.sw;
+          const int64_t x_hi = std::min<int64_t>(geo.ow, off >= geo.w ? 0 : (geo.w - 1 - off) / geo.sw + 1);
+          if (x_lo >= x_hi) continue;
+          for (int64_t y = 0; y < geo.oh; ++y) {
+            const int64_t yi = y * geo.sh - geo.ph + i * geo.dh;
+            if (yi < 0 || yi >= geo.h) continue;
+            const Code* row = xs + yi * geo.w;
+            int32_t* a = acc.data() + y * geo.ow;
+            if (geo.sw == 1) {
+              for (int64_t xo = x_lo; xo < x_hi; ++xo) {
+                a[xo] += int32_t{wv} * int32_t{static_cast<int16_t>(row[xo + off] - zx16)};
+              }
+            } else {
+              for (int64_t xo = x_lo; xo < x_hi; ++xo) {
+                a[xo] += int32_t{wv} * int32_t{static_cast<int16_t>(row[xo * geo.sw + off] - zx16)};
+              }
+            }
+          }
+        }
+      }
+      RequantParams p = base;
+      p.multiplier = plan.mult[o];
+      p.shift = plan.shf[o];
+      run(acc.data(), static_cast<uint8_t*>(out) + plane * pixels, pixels, p);
+    }
+  });
+}
+
 int64_t conv_out_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad, int64_t dilation) {
   return (in + 2 * pad - dilation * (kernel - 1) - 1) / stride + 1;
 }
@@ -556,41 +705,68 @@ at::Tensor int8_conv2d_cpu(const at::Tensor& x, const at::Tensor& packed_weight,
     TORCH_CHECK(bias->dim() == 1 && bias->size(0) == oc, "lowbit.", op, ": bias must have shape [", oc, "], got ",
                 bias->sizes());
   }
-  std::vector<Int8LinearPlan> plans;
-  for (int64_t g = 0; g < groups; ++g) {
-    auto select = [&](const at::Tensor& t, const char* name) {
-      if (t.numel() == 1) return t;
-      TORCH_CHECK(t.dim() == 1 && t.size(0) == oc, "lowbit.", op, ": ", name,
-                  " must hold one element (per-tensor) or one per output channel (", oc, "), got shape ", t.sizes());
-      return t.narrow(0, g * ocg, ocg);
-    };
-    plans.push_back(make_int8_linear_plan(op, a_type, x.scalar_type(), ocg, k, weight_col_sums.narrow(0, g * ocg, ocg),
-                                          bias, x_zero_point, weight_zero_point, multiplier, shift, out_zero_point, qmin,
-                                          qmax, rounding, select));
-  }
+  // One plan over all output channels; group g runs on channels [g·ocg, (g + 1)·ocg).
+  const Int8LinearPlan plan = make_int8_linear_plan(op, a_type, x.scalar_type(), oc, k, weight_col_sums, bias,
+                                                    x_zero_point, weight_zero_point, multiplier, shift,
+                                                    out_zero_point, qmin, qmax, rounding);
   // A patch row is kh·kw runs of channel codes of a channels-last view of x (a copy when x is
   // NCHW-contiguous). The GEMM runs over the output pixels of whole images at once (chunks of about
   // 1 MiB of patches) and its epilogue writes each image's codes channel-major: NCHW out, no
   // per-image calls, no transpose pass.
-  at::Tensor out = at::empty({batch, oc, oh, ow}, x.options().dtype(plans[0].out_u8 ? at::kByte : at::kChar));
-  const at::Tensor xc = x.contiguous(at::MemoryFormat::ChannelsLast);
+  at::Tensor out = at::empty({batch, oc, oh, ow}, x.options().dtype(plan.out_u8 ? at::kByte : at::kChar));
   const Im2colGeometry geo{c,     cg,    h,     w,     oh,    ow,    ks[0], ks[1],
-                           st[0], st[1], pd[0], pd[1], dl[0], dl[1], static_cast<uint8_t>(plans[0].zx)};
-  const uint8_t* xp = static_cast<const uint8_t*>(xc.data_ptr());  // u8 and s8 codes are one byte
+                           st[0], st[1], pd[0], pd[1], dl[0], dl[1], static_cast<uint8_t>(plan.zx)};
   uint8_t* op_out = static_cast<uint8_t*>(out.data_ptr());
+  const int8_t* packed_groups = packed_weight.const_data_ptr<int8_t>();
+  const int64_t group_packed_bytes = kernels::gemm_num_panels(ocg) * k * kernels::kGemmNr;
   const int64_t pixels = oh * ow, rows = batch * pixels;
+  if (cg == 1 && ocg < kernels::kGemmNr) {  // depthwise: GEMM panels would be mostly padding
+    const at::Tensor xn = x.contiguous();
+    const int32_t* bp = bias.has_value() ? bias->const_data_ptr<int32_t>() : nullptr;
+    const int64_t bs = bias.has_value() ? bias->stride(0) : 0;
+    if (a_type == kernels::GemmAType::U8) {
+      depthwise_conv_direct(plan, xn.const_data_ptr<uint8_t>(), packed_groups, group_packed_bytes, bp, bs, geo, batch,
+                            ocg, op_out);
+    } else {
+      depthwise_conv_direct(plan, xn.const_data_ptr<int8_t>(), packed_groups, group_packed_bytes, bp, bs, geo, batch,
+                            ocg, op_out);
+    }
+    return out;
+  }
+  const at::Tensor xc = x.contiguous(at::MemoryFormat::ChannelsLast);
+  const uint8_t* xp = static_cast<const uint8_t*>(xc.data_ptr());  // u8 and s8 codes are one byte
   const int64_t images_per_chunk = std::max<int64_t>(1, (int64_t{1} << 20) / std::max<int64_t>(pixels * k, 1));
   const int64_t chunk = images_per_chunk * pixels;
-  std::vector<uint8_t> cols(static_cast<size_t>(std::min(rows, chunk) * k));
-  for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
-    const int64_t r1 = std::min(rows, r0 + chunk);
-    for (int64_t g = 0; g < groups; ++g) {
+  const int64_t cols_rows = std::min(rows, chunk);
+  // Group g on patch rows [r0, r1) (whole images): im2col into `cols`, then its slice of the plan.
+  auto run_group = [&](int64_t g, uint8_t* cols, int64_t r0, int64_t r1, bool parallel_im2col) {
+    if (parallel_im2col) {
       at::parallel_for(r0, r1, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(k, 1)),
-                       [&](int64_t b0, int64_t b1) { im2col_rows(geo, xp, g, cols.data() + (b0 - r0) * k, b0, b1); });
-      run_int8_linear_plan(plans[g], cols.data(), r1 - r0, packed_weight[g].data_ptr<int8_t>(),
-                           op_out + ((r0 / pixels) * oc + g * ocg) * pixels, pixels, /*transposed=*/true, pixels,
-                           oc * pixels);
+                       [&](int64_t b0, int64_t b1) { im2col_rows(geo, xp, g, cols + (b0 - r0) * k, b0, b1); });
+    } else {
+      im2col_rows(geo, xp, g, cols, r0, r1);
     }
+    run_int8_linear_plan(plan, g * ocg, ocg, cols, r1 - r0, packed_groups + g * group_packed_bytes,
+                         op_out + ((r0 / pixels) * oc + g * ocg) * pixels, pixels, /*transposed=*/true, pixels,
+                         oc * pixels);
+  };
+  // Many small groups (depthwise): one GEMM per group would be too small for run_gemm to split,
+  // so the groups themselves go to the threads, each with its own patch buffer. Groups write
+  // disjoint output channels; the arithmetic per output is the same either way.
+  const int64_t group_work = cols_rows * k * kernels::gemm_num_panels(ocg) * kernels::kGemmNr;
+  if (groups > 1 && group_work < (int64_t{1} << 18) && at::get_num_threads() > 1) {
+    const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(group_work, 1));
+    at::parallel_for(0, groups, grain, [&](int64_t gb, int64_t ge) {
+      std::vector<uint8_t> cols(static_cast<size_t>(cols_rows * k));
+      for (int64_t g = gb; g < ge; ++g) {
+        for (int64_t r0 = 0; r0 < rows; r0 += chunk) run_group(g, cols.data(), r0, std::min(rows, r0 + chunk), false);
+      }
+    });
+    return out;
+  }
+  std::vector<uint8_t> cols(static_cast<size_t>(cols_rows * k));
+  for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
+    for (int64_t g = 0; g < groups; ++g) run_group(g, cols.data(), r0, std::min(rows, r0 + chunk), true);
   }
   return out;
 }
