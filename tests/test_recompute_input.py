@@ -165,3 +165,21 @@ def test_no_recipe_without_grad_mode():
         model(x)
     assert all(q._recompute_wanted is False for _, q in lowbit.named_quantizers(model))
     assert all("_recompute_offer" not in q.__dict__ for _, q in lowbit.named_quantizers(model))
+
+
+def test_a_hand_made_input_quantizer_module_still_works():
+    """A plain nn.Module swapped in as input_quantizer (no recompute offer) is called and saved as usual."""
+
+    class Half(nn.Module):
+        def forward(self, x):
+            return x * 0.5
+
+    torch.manual_seed(0)
+    layer = QuantConv2d.from_float(nn.Conv2d(2, 3, 3), weight_spec=QuantSpec(Int(8)), activation_spec=QuantSpec(Int(8)))
+    layer.input_quantizer = Half()
+    x = torch.randn(2, 2, 5, 5, requires_grad=True)
+    y = layer(x)
+    y.sum().backward()
+    expected = nn.functional.conv2d(x.detach() * 0.5, layer.weight_quantizer(layer.weight.detach()), layer.bias.detach())
+    assert torch.allclose(y.detach(), expected)
+    assert x.grad is not None

@@ -109,9 +109,11 @@ class _QuantLayerMixin:
         """``op(input_quantizer(x), weight_quantizer(weight))`` without keeping the quantized
         input for backward where that can be recomputed exactly."""
         weight = self._quantized_weight()
-        if self.input_quantizer is None or not self.recompute_input or not hooks_available():
+        # A quantizer swapped in by hand may be any module: only lowbit's offer a recipe.
+        offer = getattr(self.input_quantizer, "forward_recomputable", None)
+        if offer is None or not self.recompute_input or not hooks_available():
             return op(self._quantized_input(x), weight)
-        xq, recompute = self.input_quantizer.forward_recomputable(x)
+        xq, recompute = offer(x)
         if recompute is None:
             return op(xq, weight)
         with recompute_saved(xq, recompute):
