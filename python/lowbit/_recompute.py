@@ -15,7 +15,11 @@ Not installed when it cannot be exact or would interfere:
   to save there);
 * when other saved-tensor hooks are active (``torch.utils.checkpoint``, CPU offloading: the
   user already manages this memory);
-* when grad mode is off, or the quantizer's output needs no gradient.
+* when grad mode is off.
+
+It never keeps more than saving the copy would: the recipe holds ``x``, which has the copy's size
+and is normally kept anyway (by the quantizer's own backward when ``x`` needs a gradient, by the
+caller for a model input).
 
 Double backward (``create_graph=True``) through the layer's weight gradient sees the recomputed
 input as a constant; QAT never differentiates twice, and ``recompute_input=False`` on the layer
