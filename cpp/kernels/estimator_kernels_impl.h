@@ -43,8 +43,9 @@ using kernels::RngStream;
 // ---- loop shapes -----------------------------------------------------------------------------
 
 // Kernel entry points inline everything they call: the per-element formulas over a Multi are
-// long, and an out-of-line call would pass every Multi value through memory.
-#if defined(__GNUC__)
+// long, and an out-of-line call would pass every Multi value through memory. The sanitized
+// build defines LOWBIT_NO_FLATTEN (see CMakeLists.txt): same arithmetic, tractable compile time.
+#if defined(__GNUC__) && !defined(LOWBIT_NO_FLATTEN)
 #define LOWBIT_FLATTEN __attribute__((flatten))
 #else
 #define LOWBIT_FLATTEN
