@@ -48,7 +48,6 @@ import torch
 from torch import nn
 
 from . import ops
-from ._recompute import Recompute
 from .quantizers import Quantizer, register_estimator
 from .spec import QuantSpec
 
@@ -175,21 +174,17 @@ class LearnableQuantizer(Quantizer):
         self._ensure_initialized(x)
         if not self._recompute_wanted:
             return self._quantize(x)
-        stochastic = self.stochastic_rounding and self._rounding() == "stochastic"
-        if stochastic and x.device.type != "cpu":
-            return self._offer_recompute(self._quantize(x), None)  # only the CPU generator is replayed
-        rng_state = torch.get_rng_state() if stochastic else None
-        y = self._quantize(x)
         training = self.training
 
-        def recompute() -> torch.Tensor:
+        def quantize() -> torch.Tensor:
             if self.training != training:
                 raise RuntimeError(f"lowbit: {type(self).__name__} switched between train() and eval() after forward "
                                    f"and before backward; its output cannot be recomputed")
             return self._quantize(x)
 
+        stochastic = self.stochastic_rounding and self._rounding() == "stochastic"
         state = (x, *self.parameters(recurse=False), *self.buffers(recurse=False))
-        return self._offer_recompute(y, Recompute(recompute, state, rng_state))
+        return self._quantize_offering_recompute(x, quantize, stochastic, state)
 
     def _rounding(self) -> str:
         return self.spec.rounding if self.training else "half_even"

@@ -144,8 +144,19 @@ class Quantizer(nn.Module):
         recompute, produced = self.__dict__.pop("_recompute_offer", (None, None))
         return y, (recompute if produced is y else None)
 
-    def _offer_recompute(self, y: torch.Tensor, recompute: Optional[Recompute]) -> torch.Tensor:
-        """Called by forward when ``_recompute_wanted``; returns ``y``."""
+    def _quantize_offering_recompute(self, x: torch.Tensor, quantize: Callable[[], torch.Tensor], stochastic: bool,
+                                     guards: tuple) -> torch.Tensor:
+        """``quantize()`` (this call's output from ``x``), offering it as the recipe to
+        forward_recomputable; forward calls this when ``_recompute_wanted``. ``guards``: the tensors
+        ``quantize`` reads. Stochastic rounding replays the CPU generator's state, so on other
+        devices it offers no recipe."""
+        if stochastic and x.device.type != "cpu":
+            recompute = None
+            y = quantize()
+        else:
+            rng_state = torch.get_rng_state() if stochastic else None
+            y = quantize()
+            recompute = Recompute(quantize, guards, rng_state)
         self._recompute_offer = (recompute, y)
         return y
 
@@ -256,14 +267,9 @@ class FakeQuantize(Quantizer):
         fake_quantize = self._observe_and_bind(x)
         if not self._recompute_wanted:
             return fake_quantize(x)
-        stochastic = fake_quantize.keywords["rounding"] == "stochastic"
-        if stochastic and x.device.type != "cpu":
-            return self._offer_recompute(fake_quantize(x), None)  # only the CPU generator is replayed
-        rng_state = torch.get_rng_state() if stochastic else None
-        y = fake_quantize(x)
         kw = fake_quantize.keywords
-        return self._offer_recompute(y, Recompute(functools.partial(fake_quantize, x),
-                                                  (x, kw["scale"], kw["zero_point"], kw["enabled"]), rng_state))
+        return self._quantize_offering_recompute(x, functools.partial(fake_quantize, x), kw["rounding"] == "stochastic",
+                                                 (x, kw["scale"], kw["zero_point"], kw["enabled"]))
 
     def reset_observer(self) -> "FakeQuantize":
         """Forget the observed range (back to +inf / -inf: scale 1, zero point 0); returns self."""
