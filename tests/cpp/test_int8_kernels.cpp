@@ -20,26 +20,30 @@ namespace {
 
 const Isa kIsas[] = {Isa::Scalar, Isa::Avx2, Isa::Avx512};
 
-}  // namespace
-
-TEST_CASE("requantize and quantized add tables equal the core formulas on every supported path") {
+// Runs check(isa) for every kernel path this CPU supports and reports the others as not run.
+template <class Check>
+void for_each_supported_isa(const Check& check) {
   for (Isa isa : kIsas) {
     if (!lowbit::kernels::isa_supported(isa)) {
       WARN("kernel path " << lowbit::kernels::isa_name(isa) << " not supported by this CPU: not run here");
       continue;
     }
-    lowbit_int8_test::check_requant_table(lowbit::kernels::requant_kernels(isa), lowbit::kernels::isa_name(isa));
+    check(isa);
   }
 }
 
+}  // namespace
+
+TEST_CASE("requantize and quantized add tables equal the core formulas on every supported path") {
+  for_each_supported_isa([](Isa isa) {
+    lowbit_int8_test::check_requant_table(lowbit::kernels::requant_kernels(isa), lowbit::kernels::isa_name(isa));
+  });
+}
+
 TEST_CASE("int8 GEMM tables equal exact int64 sums and the fused requantization on every supported path") {
-  for (Isa isa : kIsas) {
-    if (!lowbit::kernels::isa_supported(isa)) {
-      WARN("kernel path " << lowbit::kernels::isa_name(isa) << " not supported by this CPU: not run here");
-      continue;
-    }
+  for_each_supported_isa([](Isa isa) {
     lowbit_int8_test::check_gemm_table(lowbit::kernels::gemm_int8_kernels(isa), lowbit::kernels::isa_name(isa));
-  }
+  });
 }
 
 TEST_CASE("int8 GEMM packing round-trips and pads with zeros") {
