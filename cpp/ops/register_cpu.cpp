@@ -5,6 +5,7 @@
 #include "core/qparams.h"
 #include "kernels/dispatch.h"
 #include "ops/common.h"
+#include "ops/grad_buffer.h"
 
 namespace lowbit::ops {
 namespace {
@@ -172,7 +173,7 @@ at::Tensor fake_quantize_affine_backward_cpu(const at::Tensor& grad, const at::T
   const uint64_t seed_v = seed_value(seed, mode, op);
   const at::Tensor xc = x.contiguous();
   const at::Tensor gc = grad.contiguous();
-  at::Tensor dx = at::empty(x.sizes(), x.options());
+  at::Tensor dx = grad_output_buffer(gc, xc);  // grad's own buffer when autograd donates it
   const int64_t es = xc.element_size();
   const char* xp = byte_ptr(xc);
   const char* gp = byte_ptr(gc);

@@ -20,6 +20,7 @@
 #include "kernels/estimator_dispatch.h"
 #include "ops/common.h"
 #include "ops/estimator_common.h"
+#include "ops/grad_buffer.h"
 
 namespace lowbit::ops {
 namespace {
@@ -80,7 +81,7 @@ std::pair<at::Tensor, std::vector<double>> run_backward(const Setup& s, const at
                                                         const std::vector<P>& params,
                                                         kernels::EstimatorBackwardFn<P> fn) {
   const at::Tensor gc = grad.contiguous();
-  at::Tensor dx = at::empty(s.xc.sizes(), s.xc.options());
+  at::Tensor dx = grad_output_buffer(gc, s.xc);  // grad's own buffer when autograd donates it
   const int64_t es = s.xc.element_size();
   const char* gp = bytes_of(gc);
   char* dp = bytes_of(dx);

@@ -84,31 +84,9 @@ def _observe_moving_average_minmax_fake(x, min_val, max_val, averaging_constant=
 
 
 # ---- autograd ----------------------------------------------------------------------------------
-# Only the input receives a gradient; scale and zero point are statistics here (learnable
-# parameters have their own ops). Nothing is saved but the input itself: the backward op
-# recomputes the STE mask from x, which costs no memory when x is a weight or an activation the
-# surrounding layers keep anyway, instead of a new mask tensor.
-
-
-def _fake_quantize_affine_setup(ctx, inputs, output):
-    x, scale, zero_point, qmin, qmax, rounding, ste, seed, offset, enabled = inputs
-    ctx.args = (qmin, qmax, rounding, ste, offset)
-    ctx.save_for_backward(None if ste == "identity" else x, scale, zero_point, seed, enabled)
-
-
-def _fake_quantize_affine_backward(ctx, grad):
-    x, scale, zero_point, seed, enabled = ctx.saved_tensors
-    qmin, qmax, rounding, ste, offset = ctx.args
-    if ste == "identity":
-        dx = grad
-    else:
-        dx = lib.fake_quantize_affine_backward(grad, x, scale, zero_point, qmin, qmax, rounding, ste, seed,
-                                               offset, enabled)
-    return dx, None, None, None, None, None, None, None, None, None
-
-
-torch.library.register_autograd("lowbit::fake_quantize_affine", _fake_quantize_affine_backward,
-                                setup_context=_fake_quantize_affine_setup)
+# The autograd of fake_quantize_affine (STE) and of every gradient estimator is registered in C++,
+# cpp/ops/autograd_fake_quantize.cpp (one node for all of them; why C++ is said there). Their
+# backward math is the *_backward ops whose fake kernels are in this file.
 
 
 # ---- integer inference (issue 5): requantization, int8 GEMM -------------------------------------
@@ -303,109 +281,4 @@ def _fake_quantize_sigmoid_backward_fake(grad, x, levels, thresholds, alpha, bet
     return _x_like(x), _param_grad_fake(alpha), _param_grad_fake(beta)
 
 
-# ---- estimator autograd ------------------------------------------------------------------------
-# Each backward returns one gradient per op argument: x and the learnable parameters get theirs,
-# everything else (ranges, bits, flags, seed, enabled) None.
-
-
-def _lsq_setup(ctx, inputs, output):
-    x, scale, offset, qmin, qmax, grad_scale, rounding, seed, seed_offset, enabled = inputs
-    ctx.args = (qmin, qmax, grad_scale, rounding, seed_offset)
-    ctx.save_for_backward(x, scale, offset, seed, enabled)
-
-
-def _lsq_backward(ctx, grad):
-    x, scale, offset, seed, enabled = ctx.saved_tensors
-    qmin, qmax, grad_scale, rounding, seed_offset = ctx.args
-    dx, dscale, doffset = lib.fake_quantize_lsq_backward(grad, x, scale, offset, qmin, qmax, grad_scale, rounding,
-                                                         seed, seed_offset, enabled)
-    return dx, dscale, (doffset if offset is not None else None), None, None, None, None, None, None, None
-
-
-torch.library.register_autograd("lowbit::fake_quantize_lsq", _lsq_backward, setup_context=_lsq_setup)
-
-
-def _learnable_setup(ctx, inputs, output):
-    x, scale, zero_point, qmin, qmax, grad_factor, enabled = inputs
-    ctx.args = (qmin, qmax, grad_factor)
-    ctx.save_for_backward(x, scale, zero_point, enabled)
-
-
-def _learnable_backward(ctx, grad):
-    x, scale, zero_point, enabled = ctx.saved_tensors
-    qmin, qmax, grad_factor = ctx.args
-    dx, dscale, dzero_point = lib.fake_quantize_learnable_backward(grad, x, scale, zero_point, qmin, qmax,
-                                                                   grad_factor, enabled)
-    return dx, dscale, dzero_point, None, None, None, None
-
-
-torch.library.register_autograd("lowbit::fake_quantize_learnable", _learnable_backward,
-                                setup_context=_learnable_setup)
-
-
-def _pact_setup(ctx, inputs, output):
-    x, alpha, bits, signed, rounding, seed, seed_offset, enabled = inputs
-    ctx.args = (bits, signed, rounding, seed_offset)
-    ctx.save_for_backward(x, alpha, seed, enabled)
-
-
-def _pact_backward(ctx, grad):
-    x, alpha, seed, enabled = ctx.saved_tensors
-    bits, signed, rounding, seed_offset = ctx.args
-    dx, dalpha = lib.fake_quantize_pact_backward(grad, x, alpha, bits, signed, rounding, seed, seed_offset, enabled)
-    return dx, dalpha, None, None, None, None, None, None
-
-
-torch.library.register_autograd("lowbit::fake_quantize_pact", _pact_backward, setup_context=_pact_setup)
-
-
-def _qil_setup(ctx, inputs, output):
-    x, c, d, gamma, bits, weight, rounding, seed, seed_offset, enabled = inputs
-    ctx.args = (bits, weight, rounding, seed_offset)
-    ctx.save_for_backward(x, c, d, gamma, seed, enabled)
-
-
-def _qil_backward(ctx, grad):
-    x, c, d, gamma, seed, enabled = ctx.saved_tensors
-    bits, weight, rounding, seed_offset = ctx.args
-    dx, dc, dd, dgamma = lib.fake_quantize_qil_backward(grad, x, c, d, gamma, bits, weight, rounding, seed,
-                                                        seed_offset, enabled)
-    return dx, dc, dd, (dgamma if gamma is not None else None), None, None, None, None, None, None
-
-
-torch.library.register_autograd("lowbit::fake_quantize_qil", _qil_backward, setup_context=_qil_setup)
-
-
-def _dsq_setup(ctx, inputs, output):
-    x, lower, upper, alpha, bits, mode, rounding, seed, seed_offset, enabled = inputs
-    ctx.args = (bits, mode, rounding, seed_offset)
-    ctx.save_for_backward(x, lower, upper, alpha, seed, enabled)
-
-
-def _dsq_backward(ctx, grad):
-    x, lower, upper, alpha, seed, enabled = ctx.saved_tensors
-    bits, mode, rounding, seed_offset = ctx.args
-    dx, dlower, dupper, dalpha = lib.fake_quantize_dsq_backward(grad, x, lower, upper, alpha, bits, mode, rounding,
-                                                                seed, seed_offset, enabled)
-    return dx, dlower, dupper, dalpha, None, None, None, None, None, None
-
-
-torch.library.register_autograd("lowbit::fake_quantize_dsq", _dsq_backward, setup_context=_dsq_setup)
-
-
-def _sigmoid_setup(ctx, inputs, output):
-    x, levels, thresholds, alpha, beta, temperature, hard, enabled = inputs
-    ctx.args = (hard,)
-    ctx.save_for_backward(x, levels, thresholds, alpha, beta, temperature, enabled)
-
-
-def _sigmoid_backward(ctx, grad):
-    x, levels, thresholds, alpha, beta, temperature, enabled = ctx.saved_tensors
-    (hard,) = ctx.args
-    dx, dalpha, dbeta = lib.fake_quantize_sigmoid_backward(grad, x, levels, thresholds, alpha, beta, temperature,
-                                                           hard, enabled)
-    return dx, None, None, dalpha, dbeta, None, None, None
-
-
-torch.library.register_autograd("lowbit::fake_quantize_sigmoid", _sigmoid_backward, setup_context=_sigmoid_setup)
 # ==== end estimators ============================================================================
