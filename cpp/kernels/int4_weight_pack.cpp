@@ -27,6 +27,17 @@ void int4_unpack_weight(const uint32_t* packed, int64_t n, int64_t k, uint8_t* c
   }
 }
 
+bool int4_params_ok(const float* scale, const int32_t* zero, int64_t count) {
+  uint32_t bad = 0;
+  for (int64_t i = 0; i < count; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, scale + i, sizeof(bits));
+    bad |= static_cast<uint32_t>(bits - kInt4ScaleMinBits > kInt4ScaleMaxBits - kInt4ScaleMinBits) |
+           static_cast<uint32_t>(static_cast<uint32_t>(zero[i]) > 15u);
+  }
+  return bad == 0;
+}
+
 void int4_prepare_activations(const float* x, int64_t m, int64_t k, int64_t groups, float* xsum, float* x_sub,
                               float* x_sub_unscale, Int4LinearArgs& args) {
   // Magnitudes as bit patterns: integer max/min loops that vectorize; |x| bits >= bits(Inf)
