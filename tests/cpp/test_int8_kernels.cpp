@@ -143,7 +143,7 @@ TEST_CASE("int4 weight-only GEMM: every supported path equals the scalar referen
   }
 }
 
-TEST_CASE("int4 weight-only GEMM: every path flags the parameters int4_param_ok rejects, and only those") {
+TEST_CASE("int4 weight-only GEMM: every path flags the parameters int4_param_ok rejects and only those") {
   // A full block (channels 0..7), a partial block (8..12), 3 groups (not a multiple of 8); each
   // bad value at the first and at the last element of each block, scanned by blocks [0, 1), [1, 2)
   // and [0, 2) so that the flag comes from the block that holds it and from no other.
