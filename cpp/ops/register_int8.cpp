@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <memory>
 
 #include "core/fixed_point.h"
 #include "core/requantize.h"
@@ -930,10 +931,12 @@ at::Tensor int4_weight_linear_cpu(const at::Tensor& x, const at::Tensor& packed_
     std::vector<float> xsum(static_cast<size_t>(m * groups));
     // The conversion-free "subnormal" variant only where subnormal operands cost nothing.
     const bool want_sub = kernels::cpu_features().subnormal_operands_full_speed;
-    std::vector<float> x_sub(want_sub ? static_cast<size_t>(m * k) : 0), x_sub_unscale(static_cast<size_t>(m));
+    // Not zero-filled: int4_prepare_activations writes every row of x_sub before handing it to the
+    // kernels (and hands none over otherwise); at M = 1 the fill was a serial pass of its own.
+    const std::unique_ptr<float[]> x_sub(want_sub ? new float[static_cast<size_t>(m * k)] : nullptr);
+    std::vector<float> x_sub_unscale(static_cast<size_t>(m));
     kernels::Int4LinearArgs args;
-    kernels::int4_prepare_activations(xp, m, k, groups, xsum.data(), want_sub ? x_sub.data() : nullptr,
-                                      x_sub_unscale.data(), args);
+    kernels::int4_prepare_activations(xp, m, k, groups, xsum.data(), x_sub.get(), x_sub_unscale.data(), args);
     args.x = xp;
     args.xsum = xsum.data();
     args.packed = reinterpret_cast<const uint32_t*>(packed_weight.data_ptr<int32_t>());
