@@ -174,6 +174,56 @@ def test_int4_bad_inputs(call, match):
         call(q, scale, zero, x, packed)
 
 
+@pytest.mark.parametrize("path", ALL_PATHS)
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("n, group, m", [(24, 16, 3), (21, 8, 1), (32, 8, 1), (16, 64, 0)])
+@pytest.mark.parametrize("bad", ["nan", "inf", "zero", "negative", "tiny_subnormal", "zero_point_16",
+                                 "zero_point_negative"])
+def test_int4_bad_parameter_values_every_path_and_position(path, threads, n, group, m, bad):
+    """The kernels check scale and zero_point as they read them (no separate pass); the error must
+    still name the element, wherever it sits: a full or the partial last channel block, the first
+    or the last group, either thread's share of the blocks, and no rows at all (then no kernel call
+    reads the parameters and the op checks them itself)."""
+    path_or_skip(path)
+    q, scale, zero, x, _ = _case(n, 64, group, m=m, seed=12)
+    packed = ops.int4_pack_weight(q)
+    groups = 64 // group
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for row, g in [(0, 0), (n - 1, groups - 1), (n // 2, groups // 2)]:
+            s, z = scale.clone(), zero.clone()
+            flat = row * groups + g
+            if bad.startswith("zero_point"):
+                z[row, g] = 16 if bad == "zero_point_16" else -1
+                match = rf"zero_point\[{flat}\] = {z[row, g].item()} is outside \[qmin, qmax\] = \[0, 15\]"
+            else:
+                s[row, g] = {"nan": float("nan"), "inf": float("inf"), "zero": 0.0, "negative": -0.5,
+                             "tiny_subnormal": 2.0 ** -149}[bad]
+                match = rf"scale must be positive and finite .* scale\[{flat}\] = "
+            with lowbit.use_kernel_path(path), pytest.raises(RuntimeError, match=match):
+                ops.int4_weight_linear(x, packed, s, z)
+    finally:
+        torch.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("path", ALL_PATHS)
+def test_int4_subnormal_scale_with_finite_reciprocal_is_accepted(path):
+    """The kernels' fast check rejects subnormal scales; the exact check then accepts those whose
+    reciprocal is finite, and the computed result stands (equal to the scalar reference)."""
+    path_or_skip(path)
+    q, scale, zero, x, bias = _case(21, 64, 16, m=2, seed=13)
+    scale[3, 1] = 2.0 ** -127  # 1 / scale = 2^127
+    scale[20, 3] = 2.0 ** -126  # the smallest normal scale: passes the fast check itself
+    packed = ops.int4_pack_weight(q)
+    with lowbit.use_kernel_path("scalar"):
+        want = ops.int4_weight_linear(x, packed, scale, zero, bias)
+    with lowbit.use_kernel_path(path):
+        got = ops.int4_weight_linear(x, packed, scale, zero, bias)
+    assert torch.equal(got, want)
+    assert ((got.double() - _reference(x, q, scale, zero, bias)).abs() <= _tolerance(x, q, scale)).all()
+
+
 def test_opcheck_int4_ops():
     q, scale, zero, x, bias = _case(24, 64, 16, seed=10)
     torch.library.opcheck(torch.ops.lowbit.int4_pack_weight.default, (q,))

@@ -1,6 +1,8 @@
 // int4 weight-only GEMM, scalar reference: the arithmetic of int4_weight.h written out with
 // std::fma, one output at a time. The AVX2 path equals it bit for bit.
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "core/isa_namespace.h"
 #include "kernels/int4_weight.h"
@@ -9,8 +11,14 @@ namespace lowbit {
 LOWBIT_ISA_BEGIN
 namespace {
 
-void f32_qg4w_gemm_1x8__scalar(const Int4LinearArgs& a, int64_t m0, int64_t m1, int64_t b0, int64_t b1) {
+bool f32_qg4w_gemm_1x8__scalar(const Int4LinearArgs& a, int64_t m0, int64_t m1, int64_t b0, int64_t b1) {
   const int64_t tiles = a.k / kInt4Kb, group_tiles = tiles / a.groups;
+  bool params_ok = true;
+  for (int64_t i = b0 * kInt4Nr * a.groups; i < std::min(b1 * kInt4Nr, a.n) * a.groups; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, a.scale + i, sizeof(bits));
+    params_ok &= int4_param_ok(bits, a.zero[i]);
+  }
   for (int64_t b = b0; b < b1; ++b) {
     const uint32_t* block = a.packed + b * tiles * kInt4Nr;
     for (int64_t j = 0; j < kInt4Nr && b * kInt4Nr + j < a.n; ++j) {
@@ -34,6 +42,7 @@ void f32_qg4w_gemm_1x8__scalar(const Int4LinearArgs& a, int64_t m0, int64_t m1, 
       }
     }
   }
+  return params_ok;
 }
 
 }  // namespace

@@ -166,6 +166,26 @@ __attribute__((noinline)) void tile(const Int4LinearArgs& a, int64_t m, int64_t 
   for (int i = 0; i < MR; ++i) _mm256_storeu_ps(out + i * kInt4Nr, a.bias != nullptr ? _mm256_add_ps(total[i], bias) : total[i]);
 }
 
+// int4_param_ok over count (a multiple of 8) scales and zero points: signed min/max of the scale
+// bits (negatives, with the sign bit, fall below kInt4ScaleMinBits; NaN and Inf above
+// kInt4ScaleMaxBits) and the OR of the zero points (one outside [0, 15] sets a bit above bit 3).
+// Run on a block's parameters right after its tiles gathered them, so they are still in L1.
+bool params_ok_x8(const float* scale, const int32_t* zero, int64_t count) {
+  const __m256i min_bits = _mm256_set1_epi32(static_cast<int>(kernels::kInt4ScaleMinBits));
+  const __m256i max_bits = _mm256_set1_epi32(static_cast<int>(kernels::kInt4ScaleMaxBits));
+  __m256i smin = min_bits, smax = min_bits, zor = _mm256_setzero_si256();
+  for (int64_t i = 0; i < count; i += 8) {
+    const __m256i sb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(scale + i));
+    smin = _mm256_min_epi32(smin, sb);
+    smax = _mm256_max_epi32(smax, sb);
+    zor = _mm256_or_si256(zor, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(zero + i)));
+  }
+  const __m256i bad = _mm256_or_si256(
+      _mm256_or_si256(_mm256_cmpgt_epi32(min_bits, smin), _mm256_cmpgt_epi32(smax, max_bits)),
+      _mm256_and_si256(zor, _mm256_set1_epi32(~0xF)));
+  return _mm256_testz_si256(bad, bad) != 0;
+}
+
 template <int MR, int C>
 void run_tile(const Int4LinearArgs& a, int64_t m, int64_t b, const float* sblk, const float* zblk, float* out) {
   // DAZ (MXCSR bit 6, per thread) would read the subnormal weights as zero.
@@ -178,16 +198,17 @@ void run_tile(const Int4LinearArgs& a, int64_t m, int64_t b, const float* sblk, 
   }
 }
 
-void f32_qg4w_gemm_4x8__avx2(const Int4LinearArgs& a, int64_t m0, int64_t m1, int64_t b0, int64_t b1) {
+bool f32_qg4w_gemm_4x8__avx2(const Int4LinearArgs& a, int64_t m0, int64_t m1, int64_t b0, int64_t b1) {
   alignas(32) float out[4 * kInt4Nr];
   std::vector<float> sblk(static_cast<size_t>(a.groups * kInt4Nr)), zblk(sblk.size());
+  bool params_ok = true;
   for (int64_t b = b0; b < b1; ++b) {
     const int64_t lanes = std::min<int64_t>(kInt4Nr, a.n - b * kInt4Nr);
     // Only a partial last block needs the zero-padded copy of its parameters.
     const float* sp = nullptr;
     const float* zp = nullptr;
     if (lanes < kInt4Nr) {
-      int4_block_params(a, b, sblk.data(), zblk.data());
+      params_ok &= int4_block_params(a, b, sblk.data(), zblk.data());
       sp = sblk.data();
       zp = zblk.data();
     }
@@ -206,7 +227,11 @@ void f32_qg4w_gemm_4x8__avx2(const Int4LinearArgs& a, int64_t m0, int64_t m1, in
       for (int64_t i = 0; i < mr; ++i) std::copy_n(out + i * kInt4Nr, lanes, a.y + (m + i) * a.ldy + b * kInt4Nr);
       m += mr;
     }
+    if (lanes == kInt4Nr) {  // a full block's parameters: 8·groups contiguous elements of each tensor
+      params_ok &= params_ok_x8(a.scale + b * kInt4Nr * a.groups, a.zero + b * kInt4Nr * a.groups, kInt4Nr * a.groups);
+    }
   }
+  return params_ok;
 }
 
 }  // namespace

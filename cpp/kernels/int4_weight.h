@@ -52,6 +52,7 @@
 #pragma once
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 #include "core/isa_namespace.h"
 
@@ -82,8 +83,12 @@ struct Int4LinearArgs {
   int64_t m = 0, n = 0, k = 0, groups = 1, ldy = 0;
 };
 
-// Rows [m_begin, m_end) × channel blocks [b_begin, b_end).
-using Int4LinearBlockFn = void (*)(const Int4LinearArgs& args, int64_t m_begin, int64_t m_end, int64_t b_begin,
+// Rows [m_begin, m_end) × channel blocks [b_begin, b_end). Returns int4_param_ok over the scales
+// and zero points of those blocks' channels: the kernels read every one of them anyway, so the op
+// validates them there instead of in a separate serial pass (at group 128 and M = 1 that pass cost
+// about 4% of the 2-thread call). On false the outputs are still computed, from the values as
+// given, and the op runs the exact checks that name the bad element.
+using Int4LinearBlockFn = bool (*)(const Int4LinearArgs& args, int64_t m_begin, int64_t m_end, int64_t b_begin,
                                    int64_t b_end);
 
 struct Int4Kernels {
@@ -95,6 +100,18 @@ struct Int4Kernels {
 
 const Int4Kernels& int4_kernels_scalar();
 const Int4Kernels& int4_kernels_avx2();
+
+// The kernels' parameter check (int4_param_ok below), on bit patterns so that SIMD code can run it
+// with integer min/max: scale in 0x00800000..0x7F7FFFFF (exactly the floats in [2^-126, FLT_MAX]:
+// positive, normal, finite, hence with a finite reciprocal; NaN, Inf, zero, negatives and
+// subnormals fall outside) and zero point in [0, 15]. It may reject a valid subnormal scale (the
+// op's exact check decides those); it never accepts an invalid value.
+inline constexpr uint32_t kInt4ScaleMinBits = 0x00800000u;
+inline constexpr uint32_t kInt4ScaleMaxBits = 0x7F7FFFFFu;
+
+// int4_param_ok over count scales and zero points (one branch-free pass that vectorizes): what the
+// op runs when no kernel call reads the parameters (an empty batch).
+bool int4_params_ok(const float* scale, const int32_t* zero, int64_t count);
 
 // Per-call activation preparation (what the op does before the kernel): xsum[m][groups] (k order,
 // float32), the range checks, and x_sub [m][k] / x_sub_unscale [m]. Sets args.x, xsum,
@@ -122,6 +139,12 @@ inline uint32_t int4_code(const uint32_t* block, int64_t t, int64_t i, int64_t j
   return (block[t * kInt4Nr + i] >> (4 * j)) & 0xFu;
 }
 
+// One scale and zero point by the kernels' parameter check (kInt4ScaleMinBits above).
+inline bool int4_param_ok(uint32_t scale_bits, int32_t zero) {
+  return scale_bits - kernels::kInt4ScaleMinBits <= kernels::kInt4ScaleMaxBits - kernels::kInt4ScaleMinBits &&
+         static_cast<uint32_t>(zero) <= 15u;
+}
+
 // The lane tree of the contract: a[0..7] -> r. Every path reduces its eight k % 8 chains this way.
 inline float int4_lane_tree(const float* a) {
   return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
@@ -133,15 +156,23 @@ inline float int4_group_step(float total, float r, float s, float z, float xsum)
 }
 
 // Scale and zero point of channel block b in lane order: scale_out[g][l] = scale[8b + l][g] (0 for
-// channels >= N), zero_out likewise as float (exact). Shared by the kernels' block loops.
-inline void int4_block_params(const Int4LinearArgs& a, int64_t b, float* scale_out, float* zero_out) {
+// channels >= N), zero_out likewise as float (exact for valid zero points). Returns int4_param_ok
+// over the real channels (the zero padding is not checked). Used for partial blocks.
+inline bool int4_block_params(const Int4LinearArgs& a, int64_t b, float* scale_out, float* zero_out) {
+  bool ok = true;
   for (int64_t l = 0; l < kInt4Nr; ++l) {
     const int64_t n = b * kInt4Nr + l;
     for (int64_t g = 0; g < a.groups; ++g) {
-      scale_out[g * kInt4Nr + l] = n < a.n ? a.scale[n * a.groups + g] : 0.0f;
-      zero_out[g * kInt4Nr + l] = n < a.n ? static_cast<float>(a.zero[n * a.groups + g]) : 0.0f;
+      const float s = n < a.n ? a.scale[n * a.groups + g] : 0.0f;
+      const int32_t z = n < a.n ? a.zero[n * a.groups + g] : 0;
+      uint32_t bits;
+      std::memcpy(&bits, &s, sizeof(bits));
+      ok &= n >= a.n || int4_param_ok(bits, z);
+      scale_out[g * kInt4Nr + l] = s;
+      zero_out[g * kInt4Nr + l] = static_cast<float>(z);
     }
   }
+  return ok;
 }
 
 LOWBIT_ISA_END

