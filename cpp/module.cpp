@@ -8,6 +8,7 @@
 
 #include "kernels/dispatch.h"
 #include "kernels/peak_probe.h"
+#include "ops/recompute_workspace.h"
 
 namespace py = pybind11;
 using lowbit::kernels::Isa;
@@ -61,6 +62,11 @@ PYBIND11_MODULE(_C, m) {
     const auto& k = lowbit::kernels::gemm_int8_kernels();
     return std::string(k.names[signed_activations ? 1 : 0][requantize ? 1 : 0]);
   });
+  // lowbit._recompute: forward fake-quantization outputs go to one reused workspace while a QAT
+  // layer's input is recomputed in backward (ops/output_buffers.h has the contract).
+  m.def("_set_recompute_workspace_active", &lowbit::ops::set_recompute_workspace_active, py::arg("active"));
+  m.def("_release_recompute_workspace", &lowbit::ops::release_recompute_workspace);
+  m.def("_recompute_workspace_bytes", &lowbit::ops::recompute_workspace_bytes);
   m.def("int4_kernel_name", [] { return std::string(lowbit::kernels::int4_kernels().name); });
   // Measured instruction-throughput ceilings (ops/s, one core) for benchmark "% of peak" columns.
   m.def("probe_peak", [](double seconds) {

@@ -183,3 +183,68 @@ def test_a_hand_made_input_quantizer_module_still_works():
     expected = nn.functional.conv2d(x.detach() * 0.5, layer.weight_quantizer(layer.weight.detach()), layer.bias.detach())
     assert torch.allclose(y.detach(), expected)
     assert x.grad is not None
+
+
+def test_recomputations_in_one_backward_pass_share_a_workspace_that_is_freed_after():
+    """Inside a backward pass, a recomputation reuses the previous one's memory once that copy is
+    gone, never while someone still holds it; the workspace is freed when the pass ends."""
+    from lowbit._recompute import Recompute
+
+    native = lowbit._C
+    x = torch.randn(64, 300)
+    scale = torch.tensor([0.05])
+    recompute = Recompute(lambda: torch.ops.lowbit.fake_quantize_lsq(x, scale, None, 0, 255, 1.0), [x, scale])
+    seen = {}
+
+    class Probe(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, t):
+            return t.clone()
+
+        @staticmethod
+        def backward(ctx, g):
+            first = recompute()
+            kept = recompute()  # `first` is alive: must get other memory
+            seen["distinct"] = first.data_ptr() != kept.data_ptr()
+            seen["equal"] = torch.equal(first, kept)
+            pointer = kept.data_ptr()
+            del first, kept
+            again = recompute()  # both gone: the workspace is reused
+            seen["reused"] = again.data_ptr() == pointer
+            seen["bytes_during"] = native._recompute_workspace_bytes()
+            return g
+
+    assert native._recompute_workspace_bytes() == 0
+    Probe.apply(torch.randn(3, requires_grad=True)).sum().backward()
+    assert seen == {"distinct": True, "equal": True, "reused": True, "bytes_during": x.numel() * 4}
+    assert native._recompute_workspace_bytes() == 0
+    # Outside a backward pass a recomputation is a fresh tensor and leaves no workspace.
+    outside = recompute()
+    assert torch.equal(outside, torch.ops.lowbit.fake_quantize_lsq(x, scale, None, 0, 255, 1.0))
+    assert native._recompute_workspace_bytes() == 0
+
+
+def test_a_qat_model_recomputes_every_layer_input_into_one_buffer():
+    """Layers of one size: only the first recomputation allocates a full-size tensor."""
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.manual_seed(0)
+    model = nn.Sequential(*[m for _ in range(4) for m in (nn.Linear(256, 256), nn.ReLU())])
+    lowbit.prepare_qat(model, weight=QuantSpec(Int(8), granularity="per_channel", estimator="lsq"),
+                       activation=QuantSpec(Int(8, signed=False), symmetric=False, estimator="lsq"))
+    x = torch.randn(512, 256)
+    with torch.no_grad():
+        model(x)
+    y = model(x)
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        y.sum().backward()
+    full = 512 * 256 * 4
+
+    def allocated(event):  # bytes the op and the ops it called allocated
+        return max(event.self_cpu_memory_usage, 0) + sum(allocated(c) for c in event.cpu_children)
+
+    calls = [e for e in prof.events() if e.name == "lowbit::fake_quantize_lsq"]
+    big = [allocated(e) for e in calls if allocated(e) >= full]
+    assert len(calls) >= 4  # every layer's input recomputed
+    assert len(big) == 1, big  # the first recomputation allocates the workspace, the others reuse it
+    assert lowbit._C._recompute_workspace_bytes() == 0

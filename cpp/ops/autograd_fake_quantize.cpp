@@ -10,7 +10,7 @@
 //     ResNet-style QAT benchmark; this node costs a few microseconds.
 //  2. Memory traffic. Only C++ sees whether autograd hands the backward the only reference to
 //     the incoming gradient; then dx is written over it instead of into a fresh full-size
-//     tensor (grad_buffer.h says when that is allowed).
+//     tensor (output_buffers.h says when that is allowed).
 // What stays as it was: the saved tensors go through SavedVariable (saved-tensor hooks, version
 // checks, "backward through the graph a second time" errors), torch.compile and torch.export
 // trace the ops through their fake kernels in _registrations.py, and the backward ops are the
@@ -30,22 +30,9 @@
 #include <utility>
 #include <vector>
 
-#include "ops/grad_buffer.h"
+#include "ops/output_buffers.h"
 
 namespace lowbit::ops {
-
-// ---- gradient-buffer donation (grad_buffer.h) --------------------------------------------------
-
-namespace {
-thread_local const at::Tensor* t_donated_grad = nullptr;
-}  // namespace
-
-DonatedGradScope::DonatedGradScope(const at::Tensor* grad) : previous_(t_donated_grad) { t_donated_grad = grad; }
-DonatedGradScope::~DonatedGradScope() { t_donated_grad = previous_; }
-
-bool is_donated_grad(const at::Tensor& grad) {
-  return t_donated_grad != nullptr && t_donated_grad->defined() && grad.is_same(*t_donated_grad);
-}
 
 namespace {
 

@@ -20,7 +20,7 @@
 #include "kernels/estimator_dispatch.h"
 #include "ops/common.h"
 #include "ops/estimator_common.h"
-#include "ops/grad_buffer.h"
+#include "ops/output_buffers.h"
 
 namespace lowbit::ops {
 namespace {
@@ -66,7 +66,7 @@ Setup make_setup(const at::Tensor& x, const at::Tensor& param, const char* param
 // y = forward(x) run piece by run piece, in parallel.
 template <class P>
 at::Tensor run_forward(const Setup& s, const std::vector<P>& params, kernels::EstimatorForwardFn<P> fn) {
-  at::Tensor y = at::empty(s.xc.sizes(), s.xc.options());
+  at::Tensor y = forward_output_buffer(s.xc);
   const int64_t es = s.xc.element_size();
   char* yp = bytes_of(y);
   parallel_for_runs(s.layout, [&](int64_t pi, int64_t b, int64_t n) {
@@ -198,7 +198,7 @@ at::Tensor fake_quantize_learnable_cpu(const at::Tensor& x, const at::Tensor& sc
                                         qmin, qmax));
   }
   if (!is_enabled(enabled, op)) return disabled_forward(x);
-  at::Tensor y = at::empty(s.xc.sizes(), s.xc.options());
+  at::Tensor y = forward_output_buffer(s.xc);
   const int64_t es = s.xc.element_size();
   char* yp = bytes_of(y);
   const auto fn = kernels::affine_kernels().fake_quantize[e_index(s.et)][static_cast<int>(Rounding::HalfEven)];

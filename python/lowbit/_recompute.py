@@ -17,6 +17,10 @@ Not installed when it cannot be exact or would interfere:
   user already manages this memory);
 * when grad mode is off.
 
+Inside a backward pass the recomputed input goes into one workspace that every layer's
+recomputation reuses in turn (the previous layer's copy is dead by then), freed when the backward
+pass ends: no fresh full-size tensor, and no page faults, per layer (cpp/ops/output_buffers.h).
+
 It never keeps more than saving the copy would: the recipe holds ``x``, which has the copy's size
 and is normally kept anyway (by the quantizer's own backward when ``x`` needs a gradient, by the
 caller for a model input).
@@ -29,9 +33,38 @@ turns the hook off.
 from __future__ import annotations
 
 import contextlib
+import sys
+import threading
 from typing import Callable, Iterable, Optional
 
 import torch
+
+_thread = threading.local()  # .release_queued_for: the backward pass whose workspace release is queued
+
+
+def _release_workspace() -> None:
+    _thread.release_queued_for = None
+    sys.modules["lowbit._C"]._release_recompute_workspace()
+
+
+@contextlib.contextmanager
+def _recompute_workspace():
+    """Within a backward pass, forward fake-quantization ops write into the recompute workspace,
+    released by an engine callback when the pass ends. Outside one (a saved tensor unpacked by
+    hand) the output is a fresh tensor."""
+    task = torch._C._current_graph_task_id()
+    if task == -1:
+        yield
+        return
+    native = sys.modules["lowbit._C"]
+    if getattr(_thread, "release_queued_for", None) != task:
+        torch.autograd.Variable._execution_engine.queue_callback(_release_workspace)
+        _thread.release_queued_for = task
+    previous = native._set_recompute_workspace_active(True)
+    try:
+        yield
+    finally:
+        native._set_recompute_workspace_active(previous)
 
 
 class Recompute:
@@ -59,7 +92,7 @@ class Recompute:
                     "lowbit: a tensor a quantizer read in forward (its input or one of its parameters/buffers, "
                     f"shape {tuple(t.shape)}) was modified in place before backward; the layer's input cannot be "
                     "recomputed. Avoid the in-place update, or set recompute_input=False on the layer")
-        with torch.no_grad():
+        with torch.no_grad(), _recompute_workspace():
             if self.rng_state is None:
                 return self.fn()
             with torch.random.fork_rng(devices=[]):
