@@ -176,6 +176,7 @@ def main():
     parser.add_argument("--quick", action="store_true", help="square shapes up to 2048 only, short budget")
     parser.add_argument("--budget", type=float, default=None, help="seconds of rounds per shape (default 2, quick 0.5)")
     parser.add_argument("--markdown", default=None, help="append the table to this file")
+    parser.add_argument("--only", choices=["int8", "int4"], default=None, help="run one of the two tables")
     args = parser.parse_args()
 
     torch.backends.quantized.engine = "x86" if "x86" in torch.backends.quantized.supported_engines else "fbgemm"
@@ -199,13 +200,15 @@ def main():
         print(line)
     out_rows = []
     emit = lambda s: (print(s, flush=True), out_rows.append(s))  # noqa: E731
-    run(args.threads, shapes, budget, peaks, print_fn=emit)
-    emit("")
-    emit(f"int4 weight-only kernel: {lowbit._C.int4_kernel_name()}")
-    emit("")
-    emit(INT4_HEADER)
-    emit(INT4_SEPARATOR)
-    run_int4(args.threads, budget, print_fn=emit)
+    if args.only != "int4":
+        run(args.threads, shapes, budget, peaks, print_fn=emit)
+    if args.only != "int8":
+        emit("")
+        emit(f"int4 weight-only kernel: {lowbit._C.int4_kernel_name()}")
+        emit("")
+        emit(INT4_HEADER)
+        emit(INT4_SEPARATOR)
+        run_int4(args.threads, budget, print_fn=emit)
     if args.markdown:
         with open(args.markdown, "a") as f:
             f.write("\n".join(["", f"### bench_int8_gemm.py ({time.strftime('%Y-%m-%d %H:%M')})", ""] + lines + out_rows)

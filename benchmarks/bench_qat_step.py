@@ -21,10 +21,12 @@ child processes:
   them (the activations and temporaries a step needs). Its step time is reported too ("mmap"
   columns): every large tensor is fresh, page-faulted memory there, which charges each extra
   allocation with its page faults.
-* time run: the default allocator (what a training script gets: glibc reuses freed heap).
+* time runs (--repeats processes): the default allocator (what a training script gets: glibc
+  reuses freed heap, but returns the top of the heap to the OS, so how many pages a step faults
+  in varies from process to process by a few percent).
 
-Times are medians over --steps steps after warm-up; ratios are against the float step of the
-same run.
+Times are medians over --steps steps after warm-up ("step ms": the median over the time
+processes); ratios are against the float step of the same run.
 Numbers from a busy machine are indicative only.
 """
 
@@ -158,6 +160,7 @@ def main():
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--configs", nargs="+", default=CONFIGS, choices=CONFIGS)
+    parser.add_argument("--repeats", type=int, default=3, help="time-run processes per configuration")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -169,7 +172,8 @@ def main():
     tight = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072", MALLOC_TRIM_THRESHOLD_="131072")
     for config in args.configs:
         runs = {}
-        for kind, env in (("time", dict(os.environ)), ("memory", tight)):
+        kinds = [(f"time{i}", dict(os.environ)) for i in range(args.repeats)] + [("memory", tight)]
+        for kind, env in kinds:
             out = subprocess.run([sys.executable, __file__, "--child", config, "--batch", str(args.batch), "--steps",
                                   str(args.steps), "--threads", str(args.threads)], capture_output=True, text=True,
                                  env=env)
@@ -178,7 +182,8 @@ def main():
                 break
             runs[kind] = json.loads(out.stdout.strip().splitlines()[-1])
         else:
-            rows.append({"config": config, "ms": runs["time"]["ms"], "ms_mmap": runs["memory"]["ms"],
+            times = sorted(r["ms"] for k, r in runs.items() if k.startswith("time"))
+            rows.append({"config": config, "ms": times[len(times) // 2], "ms_mmap": runs["memory"]["ms"],
                          "peak_mb": runs["memory"]["peak_mb"]})
     base = next((r for r in rows if r["config"] == "float"), None)
 
@@ -190,7 +195,7 @@ def main():
     for r in rows:
         cells = [r["ms"], ratio(r, "ms"), r["ms_mmap"], ratio(r, "ms_mmap"), r["peak_mb"], ratio(r, "peak_mb")]
         print(f"{r['config']:<14}" + "".join(f"{c:>10.2f}" if i % 2 else f"{c:>10.1f}" for i, c in enumerate(cells)))
-    print("\nstep ms: default allocator; mmap ms: the memory run's allocator (every large tensor page-faulted anew)")
+    print(f"\nstep ms: default allocator, median of {args.repeats} processes; mmap ms: the memory run's allocator (every large tensor page-faulted anew)")
     print("peak MB: peak resident set during the measured steps minus the resident set before them (memory run)")
 
 
