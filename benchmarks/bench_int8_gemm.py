@@ -192,10 +192,9 @@ def main():
         f"lowbit kernel path: {lowbit.kernel_path()}; GEMM kernels: {ops.int8_gemm_kernel_name(torch.uint8, 'rq')} "
         "(u7 rows take the vpmaddubsw tiles on AVX2)",
         "measured ceilings per core (GOPS): " + ", ".join(f"{k} {v / 1e9:.1f}" for k, v in peaks.items() if v),
-        "",
-        HEADER,
-        SEPARATOR,
     ]
+    if args.only != "int4":
+        lines += ["", HEADER, SEPARATOR]
     for line in lines:
         print(line)
     out_rows = []

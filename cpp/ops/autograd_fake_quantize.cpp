@@ -153,7 +153,7 @@ class FakeQuantizeBackward final : public Node {
     for (const c10::IValue& a : args_) stack.push_back(a);
     for (const auto& [index, saved] : saved_) stack[index + 1] = saved.unpack();
     {
-      const DonatedGradScope scope(donate ? &stack[0].toTensor() : nullptr);
+      const DonatedGradScope scope(donate ? stack[0].toTensor().unsafeGetTensorImpl() : nullptr);
       row_.backward.callBoxed(stack);
     }
     const auto& grad_args = row_.spec->grad_args;

@@ -3,16 +3,16 @@
 
 namespace lowbit::ops {
 namespace {
-thread_local const at::Tensor* t_donated_grad = nullptr;
+thread_local const c10::TensorImpl* t_donated_grad = nullptr;
 thread_local bool t_in_recompute = false;
 thread_local at::Tensor t_recompute_workspace;  // a flat buffer; its storage is what gets reused
 }  // namespace
 
-DonatedGradScope::DonatedGradScope(const at::Tensor* grad) : previous_(t_donated_grad) { t_donated_grad = grad; }
+DonatedGradScope::DonatedGradScope(const c10::TensorImpl* grad) : previous_(t_donated_grad) { t_donated_grad = grad; }
 DonatedGradScope::~DonatedGradScope() { t_donated_grad = previous_; }
 
 bool is_donated_grad(const at::Tensor& grad) {
-  return t_donated_grad != nullptr && t_donated_grad->defined() && grad.is_same(*t_donated_grad);
+  return t_donated_grad != nullptr && grad.defined() && grad.unsafeGetTensorImpl() == t_donated_grad;
 }
 
 bool set_recompute_workspace_active(bool active) {

@@ -39,16 +39,18 @@
 
 namespace lowbit::ops {
 
-// While alive, backward ops on this thread may write dx into `grad` (see the contract above).
+// While alive, backward ops on this thread may write dx into the tensor `grad` (see the contract
+// above). Identity only: the scope never dereferences `grad`, so it may outlive the handle the
+// caller passed in.
 class DonatedGradScope {
  public:
-  explicit DonatedGradScope(const at::Tensor* grad);
+  explicit DonatedGradScope(const c10::TensorImpl* grad);
   ~DonatedGradScope();
   DonatedGradScope(const DonatedGradScope&) = delete;
   DonatedGradScope& operator=(const DonatedGradScope&) = delete;
 
  private:
-  const at::Tensor* previous_;
+  const c10::TensorImpl* previous_;
 };
 
 // True if `grad` is the donated gradient of the current scope.
