@@ -8,6 +8,7 @@ The core contract (issue 5, METHODS §9.4): after calibration or QAT with
 from __future__ import annotations
 
 import copy
+import re
 
 import pytest
 import torch
@@ -592,6 +593,85 @@ def test_float_simulation_differs_by_requantization_lsbs(digits):
     assert "LSB" in str(report)
     # The float-simulation model is left as it was (convert works on a copy).
     assert all(type(m) is not IntLinear for m in model.modules())
+
+
+@pytest.mark.parametrize("estimator,symmetric", [("lsq", True), ("lsq", False), ("learnable", True),
+                                                 ("learnable", False)])
+def test_learnable_quantizers_report_the_grid_their_forward_uses(estimator, symmetric):
+    """calculate_qparams() of the convertible learnable quantizers: fake quantization with it
+    equals the quantizer's own eval forward bit for bit, including clamped scales and zero points
+    on rounding ties."""
+    from lowbit.quantizers import make_quantizer
+
+    torch.manual_seed(3)
+    x = torch.randn(16, 6, 5) * 3
+    act = make_quantizer(QuantSpec(Int(4, signed=False), symmetric=symmetric, estimator=estimator))
+    wq = make_quantizer(QuantSpec(Int(4, narrow_range=True), granularity="per_channel", estimator=estimator),
+                        shape=(16, 6, 5))
+    for q in (act, wq):
+        with pytest.raises(RuntimeError, match="not initialised"):
+            q.calculate_qparams()
+        q.initialize(x)
+        with torch.no_grad():  # learned values the op clamps or rounds: a negative and a tiny step, .5 zero points
+            q.scale.view(-1)[0] = -0.25
+            q.scale.view(-1)[-1] = 1e-9
+            if estimator == "learnable" and not symmetric:
+                q.zero_point.view(-1)[0] = 3.5  # half to even: 4 (truncation would give 3)
+                q.zero_point.view(-1)[-1] = 40.0
+        q.eval()
+        scale, zero_point = q.calculate_qparams()
+        assert scale.dtype == torch.float32 and zero_point.dtype == torch.int32 and scale.shape == q.scale.shape
+        with torch.no_grad():
+            want = q(x)
+        got = lowbit.ops.fake_quantize_affine(x, scale, zero_point, q.qmin, q.qmax)
+        assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("estimator", ["lsq", "learnable"])
+def test_lsq_and_learnable_qat_models_convert(digits, estimator):
+    torch.manual_seed(0)
+    weight = QuantSpec(Int(8, narrow_range=True), granularity="per_channel", estimator=estimator)
+    act = QuantSpec(Int(8, signed=False), symmetric=estimator == "lsq", estimator=estimator)
+    model = lowbit.prepare_qat(digits_cnn(), weight=weight, activation=act)
+    qat_steps(model, [digits.x_train[i:i + 64] for i in range(0, 640, 64)],
+              [digits.y_train[i:i + 64] for i in range(0, 640, 64)], steps=10, lr=1e-3)
+    model.eval()
+    converted = lowbit.convert(model)
+    assert sum(isinstance(m, (IntConv2d, IntLinear)) for m in converted.modules()) == 3
+    report = lowbit.compare_simulation(model, converted, digits.x_test)
+    for name, m in report.layers.items():
+        # The float simulation rounds the requantization differently: one code away near ties.
+        assert m.mismatched < 0.05 * m.total and set(m.lsb_histogram) <= {1}, (name, m)
+    with torch.no_grad():
+        agree = (model(digits.x_test).argmax(1) == converted(digits.x_test).argmax(1)).float().mean()
+    assert agree > 0.97
+
+
+@pytest.mark.parametrize("estimator", ["lsq+", "pact", "qil", "dsq"])
+def test_estimators_off_the_affine_grid_are_named(estimator):
+    spec = dict(estimator=estimator) if estimator != "lsq+" else dict(estimator=estimator, symmetric=False)
+    model = lowbit.prepare_qat(nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2)),
+                               weight=QuantSpec(Int(4), granularity="per_channel", estimator=estimator),
+                               activation=QuantSpec(Int(4, signed=False), **spec))
+    model(torch.randn(4, 8))
+    with pytest.raises(ConversionError, match=rf"layer '0': its input quantizer is \w+ \(estimator='{re.escape(estimator)}'\)"
+                                              r".*not on an affine integer grid.*'ste', 'lsq', 'learnable'"):
+        lowbit.convert(model)
+
+
+def test_integer_simulation_needs_the_ste_estimator():
+    with pytest.raises(ValueError, match="simulation='integer' runs the observer-driven 'ste' estimator.*"
+                                         "activation estimator='lsq'"):
+        lowbit.prepare_qat(nn.Sequential(nn.Linear(4, 4)), weight=W8,
+                           activation=QuantSpec(Int(8, signed=False), estimator="lsq"), simulation="integer")
+
+
+def test_uninitialised_learnable_model_is_not_converted():
+    model = lowbit.prepare_qat(nn.Sequential(nn.Linear(8, 2)),
+                               weight=QuantSpec(Int(8), granularity="per_channel", estimator="lsq"),
+                               activation=QuantSpec(Int(8, signed=False), estimator="lsq"))
+    with pytest.raises(ConversionError, match="never initialised"):
+        lowbit.convert(model)
 
 
 def test_compare_simulation_counts_and_histogram():

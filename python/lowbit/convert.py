@@ -302,6 +302,17 @@ def _layer_input(node: fx.Node) -> fx.Node:
 # ---- checks ----------------------------------------------------------------------------------------------
 
 
+# Estimators whose quantizer's forward is exactly affine fake quantization with the (scale,
+# zero_point) its calculate_qparams() returns: "ste" (FakeQuantize), "lsq" (zero point 0; codes
+# clamp(RNE(x·(1/s)))) and PyTorch's "learnable". LSQ+'s offset is not a multiple of the step in
+# general, and PACT, QIL, DSQ and the sigmoid staircase compute their codes with other formulas.
+_AFFINE_ESTIMATORS = ("ste", "lsq", "learnable")
+
+
+def _on_affine_grid(q: Quantizer) -> bool:
+    return q.spec.estimator in _AFFINE_ESTIMATORS and callable(getattr(q, "calculate_qparams", None))
+
+
 def _check_layers(gm: fx.GraphModule, caller: str) -> list[fx.Node]:
     modules = dict(gm.named_modules(remove_duplicate=False))
     layer_nodes = [n for n in gm.graph.nodes if _layer_module(n, modules) is not None]
@@ -327,10 +338,10 @@ def _check_layers(gm: fx.GraphModule, caller: str) -> list[fx.Node]:
                             f"(prepare_qat with weight= and activation=)")
             continue
         for role, q in (("input", layer.input_quantizer), ("weight", layer.weight_quantizer)):
-            if not isinstance(q, FakeQuantize):
+            if not _on_affine_grid(q):
                 problems.append(f"layer '{name}': its {role} quantizer is {type(q).__name__} "
-                                f"(estimator={q.spec.estimator!r}); integer simulation and conversion support the "
-                                f"observer-driven 'ste' estimator (FakeQuantize) so far")
+                                f"(estimator={q.spec.estimator!r}), whose forward is not on an affine integer grid; "
+                                f"conversion supports the estimators {', '.join(map(repr, _AFFINE_ESTIMATORS))}")
         aspec, wspec = layer.input_quantizer.spec, layer.weight_quantizer.spec
         if aspec.granularity != "per_tensor":
             problems.append(f"layer '{name}': activation granularity {aspec.granularity!r} cannot run in integer: "
@@ -587,6 +598,11 @@ def check_integer_simulation_args(weight: Optional[QuantSpec], activation: Optio
         which = "activation" if activation is None else "weight"
         raise ValueError(f"{caller}: simulation='integer' needs both weight= and activation= (integer layers "
                          f"quantize weights, inputs and outputs), got {which}=None")
+    for role, spec in (("weight", weight), ("activation", activation)):
+        if spec.estimator != "ste":
+            raise ValueError(f"{caller}: simulation='integer' runs the observer-driven 'ste' estimator (its forward "
+                             f"is the integer pipeline itself), got {role} estimator={spec.estimator!r}; "
+                             f"train with simulation='float' and convert: 'lsq' and 'learnable' models convert")
     if activation.granularity != "per_tensor":
         raise ValueError(f"{caller}: simulation='integer' needs per-tensor activations (a per-channel input scale "
                          f"does not factor out of the sum over channels), got "
@@ -619,6 +635,8 @@ def _check_calibrated(gm: fx.GraphModule, caller: str) -> None:
         if isinstance(m, FakeQuantize) and m.param_shape is not None and not bool(
                 (torch.isfinite(m.min_val) & torch.isfinite(m.max_val)).all()):
             problems.append(f"'{name}': it never observed data (run calibration batches in training mode first)")
+        if hasattr(m, "initialized") and not isinstance(m, FakeQuantize) and not bool(m.initialized.all()):
+            problems.append(f"'{name}': its learnable parameters were never initialised (run a forward first)")
     if problems:
         raise ConversionError(f"{caller}: the model is not ready for conversion:\n  - " + "\n  - ".join(problems))
 
@@ -649,9 +667,13 @@ def convert(model: nn.Module, *, requant_rounding: str = "double", use_kernels: 
             float (on dequantized values), instead of converting with those float islands.
             ``converted.float_nodes`` lists them either way.
 
+    Quantizers convert when their forward is affine fake quantization with the grid their
+    ``calculate_qparams()`` reports: estimators ``"ste"``, ``"lsq"`` and ``"learnable"``.
+
     Raises ConversionError naming every layer or node it cannot convert (untraceable forward,
     weight-only or activation-only quantization, per-channel activations, per-group weights, a
-    layer called twice, quantizers that never saw data or are switched off, int32 overflow).
+    layer called twice, quantizers that never saw data, were never initialised or are switched
+    off, estimators off the affine grid (LSQ+, PACT, QIL, DSQ, sigmoid), int32 overflow).
     """
     caller = "lowbit.convert"
     if not isinstance(model, nn.Module):

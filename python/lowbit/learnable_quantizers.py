@@ -162,6 +162,11 @@ class LearnableQuantizer(Quantizer):
         self._initialized = True
         return self
 
+    def _require_initialized(self, what: str) -> None:
+        if not self._initialized:
+            raise RuntimeError(f"{type(self).__name__}({self.spec.describe()}).{what}: the parameters are not "
+                               f"initialised yet (run a forward, call .initialize(x) or load a state dict)")
+
     def _ensure_initialized(self, x: torch.Tensor) -> None:
         if not self._initialized:
             if _is_tracing():
@@ -227,6 +232,16 @@ class LSQQuantizer(LearnableQuantizer):
 
     def _init_from(self, x):
         self.scale.copy_(ops.lsq_init_scale(x, max(1, abs(self.qmax)), param_shape=self._pshape))
+
+    def calculate_qparams(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(scale float32, zero_point int32)`` of the affine grid the forward lies on, shaped like
+        ``scale``: the learned step as the op uses it (clamped below at 2^-23) and zero point 0.
+        The forward's codes are ``clamp(RNE(x · (1/s)), qmin, qmax)``, exactly those of
+        ``quantize_affine(x, s, 0, qmin, qmax)``, so ``lowbit.convert`` can run the layer on
+        integer kernels."""
+        self._require_initialized("calculate_qparams")
+        s = self.scale.detach().float().clamp_min(_EPS)
+        return s, torch.zeros(s.shape, dtype=torch.int32, device=s.device)
 
     def _quantize(self, x):
         return ops.fake_quantize_lsq(x, self.scale, self.qmin, self.qmax, grad_scale=self._grad_scale,
@@ -307,6 +322,16 @@ class LearnableFakeQuantize(LearnableQuantizer):
         self._grad_scale = 1.0 / math.sqrt(x.numel() * max(1, abs(self.qmax)))
         self.grad_scale.fill_(self._grad_scale)
         return self
+
+    def calculate_qparams(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(scale float32, zero_point int32)`` the forward uses, shaped like ``scale``: the scale
+        clamped below at 2^-23 and the zero point rounded half to even and clamped to
+        [qmin, qmax] (the forward is ``fake_quantize_affine`` with these; ``lowbit.convert`` reads
+        them)."""
+        self._require_initialized("calculate_qparams")
+        s = self.scale.detach().float().clamp_min(_EPS)
+        z = torch.round(self.zero_point.detach().float()).clamp(self.qmin, self.qmax).to(torch.int32)
+        return s, z
 
     def _quantize(self, x):
         return ops.fake_quantize_learnable(x, self.scale, self.zero_point, self.qmin, self.qmax,
