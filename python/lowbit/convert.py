@@ -54,11 +54,12 @@ from torch import nn
 
 from . import ops
 from ._registrations import code_dtype
+from .learnable_quantizers import LearnableQuantizer
 from .nn import _integer as I
 from .nn.integer import Dequantize, IntAdd, IntAvgPool, IntConv2d, IntLinear, IntReLU, Quantize
 from .nn.modules import QuantConv2d, QuantLinear
 from .nn.simulation import QuantAdd, QuantAvgPool
-from .quantizers import FakeQuantize, Quantizer, make_quantizer
+from .quantizers import FakeQuantize, Quantizer, estimators, make_quantizer
 from .spec import QuantSpec
 
 __all__ = ["convert", "compare_simulation", "SimulationReport", "Mismatch", "ConversionError"]
@@ -302,15 +303,17 @@ def _layer_input(node: fx.Node) -> fx.Node:
 # ---- checks ----------------------------------------------------------------------------------------------
 
 
-# Estimators whose quantizer's forward is exactly affine fake quantization with the (scale,
-# zero_point) its calculate_qparams() returns: "ste" (FakeQuantize), "lsq" (zero point 0; codes
-# clamp(RNE(x·(1/s)))) and PyTorch's "learnable". LSQ+'s offset is not a multiple of the step in
-# general, and PACT, QIL, DSQ and the sigmoid staircase compute their codes with other formulas.
-_AFFINE_ESTIMATORS = ("ste", "lsq", "learnable")
-
-
+# A quantizer class that defines calculate_qparams() states that its forward is exactly affine fake
+# quantization on the (scale, zero_point) it returns: FakeQuantize ("ste"), LSQQuantizer ("lsq":
+# zero point 0, codes clamp(RNE(x·(1/s)))) and LearnableFakeQuantize ("learnable"). LSQ+'s offset is
+# not a multiple of the step in general, and PACT, QIL, DSQ and the sigmoid staircase compute their
+# codes with other formulas, so their classes define none.
 def _on_affine_grid(q: Quantizer) -> bool:
-    return q.spec.estimator in _AFFINE_ESTIMATORS and callable(getattr(q, "calculate_qparams", None))
+    return callable(getattr(q, "calculate_qparams", None))
+
+
+def _affine_estimators() -> list[str]:
+    return [name for name, cls in estimators().items() if callable(getattr(cls, "calculate_qparams", None))]
 
 
 def _check_layers(gm: fx.GraphModule, caller: str) -> list[fx.Node]:
@@ -341,7 +344,7 @@ def _check_layers(gm: fx.GraphModule, caller: str) -> list[fx.Node]:
             if not _on_affine_grid(q):
                 problems.append(f"layer '{name}': its {role} quantizer is {type(q).__name__} "
                                 f"(estimator={q.spec.estimator!r}), whose forward is not on an affine integer grid; "
-                                f"conversion supports the estimators {', '.join(map(repr, _AFFINE_ESTIMATORS))}")
+                                f"conversion supports the estimators {', '.join(map(repr, _affine_estimators()))}")
         aspec, wspec = layer.input_quantizer.spec, layer.weight_quantizer.spec
         if aspec.granularity != "per_tensor":
             problems.append(f"layer '{name}': activation granularity {aspec.granularity!r} cannot run in integer: "
@@ -635,7 +638,7 @@ def _check_calibrated(gm: fx.GraphModule, caller: str) -> None:
         if isinstance(m, FakeQuantize) and m.param_shape is not None and not bool(
                 (torch.isfinite(m.min_val) & torch.isfinite(m.max_val)).all()):
             problems.append(f"'{name}': it never observed data (run calibration batches in training mode first)")
-        if hasattr(m, "initialized") and not isinstance(m, FakeQuantize) and not bool(m.initialized.all()):
+        if isinstance(m, LearnableQuantizer) and not bool(m.initialized.all()):
             problems.append(f"'{name}': its learnable parameters were never initialised (run a forward first)")
     if problems:
         raise ConversionError(f"{caller}: the model is not ready for conversion:\n  - " + "\n  - ".join(problems))
