@@ -98,22 +98,18 @@ def test_quantized_input_is_freed_after_forward(estimator):
     model = prepared(estimator)
     x = torch.randn(3, 2, 8, 8)
     model(x)
-    refs, _ = _quantized_input_refs(model)
-    y = model(x)
-    gc.collect()
-    alive = [r() is not None for r in refs]
-    assert alive == [False] * len(refs)
-    y.sum().backward()
-
-    for layer in layers(model):
-        layer.recompute_input = False
-    refs, _ = _quantized_input_refs(model)
-    y = model(x)
-    gc.collect()
-    kept = [r() is not None for r in refs]
-    # conv1, conv2 (reflect padding saves its input), conv3, fc (the linear saves a view of it)
-    assert kept == [True] * len(refs)
-    y.sum().backward()
+    # Saving instead of recomputing keeps every copy: conv1, conv2 (reflect padding saves its
+    # input), conv3, fc (the linear saves a view of it).
+    for recompute, kept in ((True, False), (False, True)):
+        for layer in layers(model):
+            layer.recompute_input = recompute
+        refs, handles = _quantized_input_refs(model)
+        y = model(x)
+        gc.collect()
+        assert [r() is not None for r in refs] == [kept] * len(refs), f"recompute_input={recompute}"
+        y.sum().backward()
+        for handle in handles:
+            handle.remove()
 
 
 def test_in_place_change_of_the_input_is_an_error():

@@ -25,7 +25,6 @@
 #include <torch/csrc/autograd/saved_variable.h>
 #include <torch/library.h>
 
-#include <cstring>
 #include <string>
 #include <utility>
 #include <vector>

@@ -34,6 +34,20 @@ void for_each_supported_isa(const Check& check) {
   }
 }
 
+// The weight and shape fields of an int4 kernel call; int4_prepare_activations has filled the
+// activation fields of `a`. Bias and output stay as the caller sets them.
+void set_int4_weights(lowbit::kernels::Int4LinearArgs& a, const uint32_t* packed, const float* scale,
+                      const int32_t* zero, int64_t m, int64_t n, int64_t k, int64_t groups) {
+  a.packed = packed;
+  a.scale = scale;
+  a.zero = zero;
+  a.m = m;
+  a.n = n;
+  a.k = k;
+  a.groups = groups;
+  a.ldy = n;
+}
+
 }  // namespace
 
 TEST_CASE("requantize and quantized add tables equal the core formulas on every supported path") {
@@ -106,15 +120,8 @@ TEST_CASE("int4 weight-only GEMM: every supported path equals the scalar referen
     lowbit::kernels::int4_prepare_activations(x.data(), m, k, groups, xsum.data(), x_sub.data(), x_sub_unscale.data(), a);
     REQUIRE(a.x_in_scaled_range);
     REQUIRE(a.x_sub != nullptr);
-    a.packed = packed.data();
-    a.scale = scale.data();
-    a.zero = zero.data();
+    set_int4_weights(a, packed.data(), scale.data(), zero.data(), m, n, k, groups);
     a.bias = bias.data();
-    a.m = m;
-    a.n = n;
-    a.k = k;
-    a.groups = groups;
-    a.ldy = n;
     std::vector<float> want(static_cast<size_t>(m * n));
     a.y = want.data();
     REQUIRE(lowbit::kernels::int4_kernels_scalar().linear(a, 0, m, 0, (n + 7) / 8));
@@ -182,15 +189,8 @@ TEST_CASE("int4 weight-only GEMM: every path flags the parameters int4_param_ok 
     zero[static_cast<size_t>(c.index)] = c.zero;
     lowbit::kernels::Int4LinearArgs a;
     lowbit::kernels::int4_prepare_activations(x.data(), m, k, groups, xsum.data(), x_sub.data(), x_sub_unscale.data(), a);
-    a.packed = packed.data();
-    a.scale = scale.data();
-    a.zero = zero.data();
+    set_int4_weights(a, packed.data(), scale.data(), zero.data(), m, n, k, groups);
     a.y = y.data();
-    a.m = m;
-    a.n = n;
-    a.k = k;
-    a.groups = groups;
-    a.ldy = n;
     const int64_t block = c.index / (8 * groups);
     INFO("index " << c.index << " scale " << c.scale << " zero " << c.zero);
     REQUIRE(lowbit::kernels::int4_params_ok(scale.data(), zero.data(), n * groups) == c.ok);
@@ -232,14 +232,7 @@ TEST_CASE("int4 weight-only GEMM: the subnormal variant's exponent-spread limit 
     lowbit::kernels::int4_prepare_activations(x.data(), m, k, groups, xsum.data(), x_sub.data(), x_sub_unscale.data(), a);
     INFO("spread " << spread);
     REQUIRE((a.x_sub != nullptr) == (spread <= lowbit::kernels::kInt4SubMaxExpSpread));
-    a.packed = packed.data();
-    a.scale = scale.data();
-    a.zero = zero.data();
-    a.m = m;
-    a.n = n;
-    a.k = k;
-    a.groups = groups;
-    a.ldy = n;
+    set_int4_weights(a, packed.data(), scale.data(), zero.data(), m, n, k, groups);
     std::vector<float> want(static_cast<size_t>(n)), got(want.size());
     a.y = want.data();
     lowbit::kernels::int4_kernels_scalar().linear(a, 0, m, 0, 1);
