@@ -18,7 +18,9 @@ Workload per shape (M, N, K): a Linear layer y = x W^T + b with N output channel
 
 Second table: ``int4_weight_linear`` (4-bit weights, group 128, float32 and bfloat16 activations)
 against ``torch.nn.functional.linear`` on the float weights, at LLM decode shapes (M = 1, 8, 32;
-N = K = 4096).
+N = K = 4096). ``--int4-groups 32 64 128 256`` adds M = 1 rows at other group sizes: every group
+ends with a horizontal reduction of its eight FMA chains and a scale/zero-point step, which costs
+about as much as a few of its 8-k tiles.
 
 GOPS counts 2·M·N·K operations. "% peak" divides lowbit's GOPS by the measured exact-int8 ceiling of
 this CPU (the best of the vpmaddwd and vpmaddubsw+vpmaddwd instruction streams, or vpdpbusd on
@@ -145,7 +147,7 @@ INT4_HEADER = ("| thr | M | N | K | group | int4 f32 ms | fp32 ms | fp32/int4 | 
 INT4_SEPARATOR = "|" + "---|" * 12
 
 
-def run_int4(threads_list, budget_s, print_fn=print, group=128):
+def run_int4(threads_list, budget_s, print_fn=print, group=128, rows=LLM_M):
     gen = torch.Generator().manual_seed(1)
     n = k = LLM_NK
     q = torch.randint(0, 16, (n, k), dtype=torch.uint8, generator=gen)
@@ -156,7 +158,7 @@ def run_int4(threads_list, budget_s, print_fn=print, group=128):
     wb = w.bfloat16()
     for threads in threads_list:
         torch.set_num_threads(threads)
-        for m in LLM_M:
+        for m in rows:
             x = torch.randn(m, k, generator=gen)
             xb = x.bfloat16()
             t = best_time({
@@ -177,6 +179,8 @@ def main():
     parser.add_argument("--budget", type=float, default=None, help="seconds of rounds per shape (default 2, quick 0.5)")
     parser.add_argument("--markdown", default=None, help="append the table to this file")
     parser.add_argument("--only", choices=["int8", "int4"], default=None, help="run one of the two tables")
+    parser.add_argument("--int4-groups", type=int, nargs="+", default=[128],
+                        help="int4 group sizes (128: every M; others: M = 1 rows)")
     args = parser.parse_args()
 
     torch.backends.quantized.engine = "x86" if "x86" in torch.backends.quantized.supported_engines else "fbgemm"
@@ -207,7 +211,8 @@ def main():
         emit("")
         emit(INT4_HEADER)
         emit(INT4_SEPARATOR)
-        run_int4(args.threads, budget, print_fn=emit)
+        for group in args.int4_groups:
+            run_int4(args.threads, budget, print_fn=emit, group=group, rows=LLM_M if group == 128 else (1,))
     if args.markdown:
         with open(args.markdown, "a") as f:
             f.write("\n".join(["", f"### bench_int8_gemm.py ({time.strftime('%Y-%m-%d %H:%M')})", ""] + lines + out_rows)
