@@ -814,3 +814,55 @@ def test_float_simulation_with_conflicting_grids_is_an_error():
     model = calibrate(lowbit.prepare_qat(Fork(), weight=W8, activation=A8, simulation="integer"),
                       randn_batches((16, 4)))
     assert_exact(model, lowbit.convert(model), torch.randn(8, 4))
+
+
+class MaxPoolCNN(nn.Module):
+    """Max pooling as a module and as functionals (padding, ceil_mode, dilation), on codes."""
+
+    def __init__(self):
+        super().__init__()
+        self.c0, self.c1 = nn.Conv2d(2, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1)
+        self.pool = nn.MaxPool2d(2)
+        self.head = nn.Linear(8 * 3 * 3, 4)
+
+    def forward(self, x):
+        h = self.pool(F.relu(self.c0(x)))                                       # 11x11 -> 5x5
+        h = F.max_pool2d(self.c1(h), 3, stride=1, padding=1, dilation=1)       # 5x5 -> 5x5
+        h = F.max_pool2d(h, kernel_size=2, stride=2, ceil_mode=True)           # 5x5 -> 3x3
+        return self.head(torch.flatten(h, 1))
+
+
+@pytest.mark.parametrize("simulation", ["integer", "float"])
+def test_max_pooling_of_codes_runs_int8_max_pool2d(simulation):
+    from lowbit.nn.integer import IntMaxPool2d
+
+    torch.manual_seed(21)
+    model = lowbit.prepare_qat(MaxPoolCNN(), weight=W8, activation=A8, simulation=simulation)
+    calibrate(model, randn_batches((4, 2, 11, 11)))
+    converted = lowbit.convert(model)
+    pools = [m for m in converted.modules() if isinstance(m, IntMaxPool2d)]
+    assert [(p.kernel_size, p.stride, p.padding, p.ceil_mode) for p in pools] == \
+        [(2, 2, 0, False), (3, 1, 1, False), (2, 2, 0, True)]
+    assert converted.float_nodes == []
+    assert "op=int8_max_pool2d" in repr(converted)
+    # The previous conversion ran torch's max pooling on the codes: the same result.
+    previous = copy.deepcopy(converted)
+    for p in previous.modules():
+        if isinstance(p, IntMaxPool2d):
+            p.forward = lambda codes, p=p: F.max_pool2d(codes, p.kernel_size, p.stride, p.padding, p.dilation,
+                                                        p.ceil_mode)
+    for x in randn_batches((4, 2, 11, 11), seed=5):
+        assert torch.equal(converted(x), previous(x))
+        if simulation == "integer":
+            assert_exact(model, converted, x)
+
+
+def test_digits_cnn_conversion_uses_int8_max_pool2d():
+    from lowbit.nn.integer import IntMaxPool2d
+
+    torch.manual_seed(0)
+    model = lowbit.prepare_qat(digits_cnn(), weight=W8, activation=A8, simulation="integer")
+    calibrate(model, [torch.rand(16, 1, 8, 8) for _ in range(3)])
+    converted = lowbit.convert(model)
+    assert sum(isinstance(m, IntMaxPool2d) for m in converted.modules()) == 1
+    assert_exact(model, converted, torch.rand(32, 1, 8, 8))

@@ -86,6 +86,12 @@ enum class GemmOutType : int { U8 = 0, S8 = 1 };
 struct GemmInt8Args {
   const void* a = nullptr;  // [M][lda] u8 or s8 (row-major; K valid bytes per row)
   int64_t lda = 0;
+  // true: every row holds zero bytes from K up to the next multiple of kGemmKc (lda >= that), so
+  // a kernel may read the last, partial quad as a whole one: a zero code times the zero padding of
+  // the packed tail quad adds exactly 0 (u8 and s8 alike; VNNI's +128 offset is not applied to
+  // it, because the VNNI tile ignores this flag). Spares short-K GEMMs (a 3x3 convolution of one
+  // channel has K = 9) the scalar tail step. false: kernels read exactly K bytes per row.
+  bool a_rows_padded = false;
   const int8_t* packed = nullptr;  // P panels of 16·K bytes (layout above)
   const int32_t* col_sums = nullptr;  // [P·16]
   int64_t m = 0, n = 0, k = 0;
@@ -102,6 +108,9 @@ struct GemmInt8Args {
   // images): row r is pixel r % out_image_rows of image r / out_image_rows, written to
   // out[(r / out_image_rows)·out_image_stride + n·ldo + r % out_image_rows]. 0: one image.
   int64_t out_image_rows = 0, out_image_stride = 0;
+  // Row r of `a` is output row r + out_row_offset (a slice of a larger output, e.g. the patch rows
+  // of one chunk of a convolution's batch); it affects only where the epilogue writes.
+  int64_t out_row_offset = 0;
   GemmOutType out_type = GemmOutType::U8;
   RequantRounding rounding = RequantRounding::Double;
   const int32_t* bias = nullptr;         // [P·16] folded per-channel int32 terms

@@ -14,6 +14,7 @@
 // same for every ISA, so the scalar instantiation tests the loop structure the SIMD paths run.
 #pragma once
 #include <algorithm>
+#include <bit>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
@@ -76,77 +77,136 @@ void add_tail_quad(const GemmInt8Args& args, int64_t m, int64_t mr, const W* tai
   }
 }
 
-// ---- epilogues: one output row of one micro-tile -------------------------------------------------
+// ---- epilogues: a block of rows of one micro-tile column range ------------------------------------
+//
+// The driver gathers the tiles of up to kBlockRows rows (one panel group) and hands them to one
+// epilogue call: the per-channel parameters are loaded once per block instead of once per row,
+// and a channel-major (NCHW) output is written as runs of consecutive pixels per channel instead
+// of one scattered byte per channel and row. Per element it is requantize_one (core/requantize.h).
 
-// The folded accumulator of column n: Σ a·w + bias[n] - wzp[n]·rowsum, all wrapping int32 (exact
-// when the true value fits, which int8_linear checks).
+inline constexpr int64_t kBlockRows = 32;
+
+// out[i·ldd + j] = requantize(tile[i·ldt + j] + bias[j] - wzp[j]·rowsum[row0 + i]) for i < rows,
+// j < ncols (the folded accumulator of column n0 + j: Σ a·w + bias[n] - wzp[n]·rowsum, all
+// wrapping int32, exact when the true value fits, which int8_linear checks).
 template <typename VI, RequantRounding R, typename Out>
-void requantize_row(const int32_t* tile_row, int64_t ncols, int64_t n0, const GemmInt8Args& a, int64_t row,
-                    Out* out) {
+void requantize_block(const int32_t* tile, int64_t ldt, int64_t rows, int64_t ncols, int64_t n0,
+                      const GemmInt8Args& a, int64_t row0, Out* out, int64_t ldd) {
   const int32_t* bias = a.bias + n0;
   const int32_t* mult = a.multiplier + n0;
   const int32_t* shift = a.shift + n0;
   const int32_t* wzp = a.w_zero_point + n0;
   const bool asymmetric_w = a.row_sums != nullptr;
-  const int32_t row_sum = asymmetric_w ? a.row_sums[row] : 0;
   const int32_t zo = a.out_zero_point;
   const int32_t lo = static_cast<int32_t>(std::max<int64_t>(int64_t{a.qmin} - zo, kInt32Min));
   const int32_t hi = static_cast<int32_t>(std::min<int64_t>(int64_t{a.qmax} - zo, kInt32Max));
   int64_t j = 0;
   if constexpr (VI::kLanes > 1) {
-    const auto vlo = VI::set1(lo), vhi = VI::set1(hi), vzo = VI::set1(zo), vrs = VI::set1(row_sum);
+    const auto vlo = VI::set1(lo), vhi = VI::set1(hi), vzo = VI::set1(zo);
     for (; j + VI::kLanes <= ncols; j += VI::kLanes) {
-      auto v = VI::add(VI::load(tile_row + j), VI::load(bias + j));
-      if (asymmetric_w) v = VI::sub(v, VI::mullo(VI::load(wzp + j), vrs));
-      typename VI::I r;
-      if constexpr (R == RequantRounding::Double) {
-        r = VI::mbqm_double(v, VI::load(mult + j), VI::load(shift + j));
-      } else {
-        r = VI::mbqm_single(v, VI::load(mult + j), VI::load(shift + j));
+      const auto vb = VI::load(bias + j), vm = VI::load(mult + j), vs = VI::load(shift + j), vw = VI::load(wzp + j);
+      for (int64_t i = 0; i < rows; ++i) {
+        auto v = VI::add(VI::load(tile + i * ldt + j), vb);
+        if (asymmetric_w) v = VI::sub(v, VI::mullo(vw, VI::set1(a.row_sums[row0 + i])));
+        typename VI::I r;
+        if constexpr (R == RequantRounding::Double) {
+          r = VI::mbqm_double(v, vm, vs);
+        } else {
+          r = VI::mbqm_single(v, vm, vs);
+        }
+        VI::store_narrow(out + i * ldd + j, VI::add(VI::min(VI::max(r, vlo), vhi), vzo));
       }
-      VI::store_narrow(out + j, VI::add(VI::min(VI::max(r, vlo), vhi), vzo));
     }
   }
   for (; j < ncols; ++j) {
-    int32_t v = wrap_add(tile_row[j], bias[j]);
-    if (asymmetric_w) v = wrap_add(v, -wrap_mul(wzp[j], row_sum));
-    out[j] = static_cast<Out>(requantize_one(v, mult[j], shift[j], zo, a.qmin, a.qmax, R));
+    for (int64_t i = 0; i < rows; ++i) {
+      int32_t v = wrap_add(tile[i * ldt + j], bias[j]);
+      if (asymmetric_w) v = wrap_add(v, -wrap_mul(wzp[j], a.row_sums[row0 + i]));
+      out[i * ldd + j] = static_cast<Out>(requantize_one(v, mult[j], shift[j], zo, a.qmin, a.qmax, R));
+    }
   }
 }
 
-using RowEpilogueFn = void (*)(const int32_t* tile_row, int64_t ncols, int64_t n0, const GemmInt8Args& a,
-                               int64_t row);
+using BlockEpilogueFn = void (*)(const int32_t* tile, int64_t ldt, int64_t rows, int64_t ncols, int64_t n0,
+                                 const GemmInt8Args& a, int64_t row0);
 
-inline void store_s32_row(const int32_t* tile_row, int64_t ncols, int64_t n0, const GemmInt8Args& a, int64_t row) {
-  std::memcpy(a.c + row * a.ldc + n0, tile_row, static_cast<size_t>(ncols) * sizeof(int32_t));
+inline void store_s32_block(const int32_t* tile, int64_t ldt, int64_t rows, int64_t ncols, int64_t n0,
+                            const GemmInt8Args& a, int64_t row0) {
+  for (int64_t i = 0; i < rows; ++i) {
+    std::memcpy(a.c + (row0 + i + a.out_row_offset) * a.ldc + n0, tile + i * ldt,
+                static_cast<size_t>(ncols) * sizeof(int32_t));
+  }
+}
+
+// dst[c·ldd + r] = src[r·lds + c] for r, c < 8 (one-byte codes): three rounds of byte, 16-bit and
+// 32-bit block swaps between pairs of rows held in uint64 (little-endian byte order), about one
+// operation per byte instead of a load and a store per byte.
+template <typename Out>
+inline void transpose_8x8_bytes(const Out* src, int64_t lds, Out* dst, int64_t ldd) {
+  static_assert(sizeof(Out) == 1);
+  uint64_t r[8];
+  for (int i = 0; i < 8; ++i) std::memcpy(&r[i], src + i * lds, 8);
+  auto swap = [&](int i, int j, int bits, uint64_t mask) {
+    const uint64_t t = ((r[i] >> bits) ^ r[j]) & mask;
+    r[j] ^= t;
+    r[i] ^= t << bits;
+  };
+  for (int i = 0; i < 8; i += 2) swap(i, i + 1, 8, 0x00FF00FF00FF00FFull);
+  for (int i : {0, 1, 4, 5}) swap(i, i + 2, 16, 0x0000FFFF0000FFFFull);
+  for (int i = 0; i < 4; ++i) swap(i, i + 4, 32, 0x00000000FFFFFFFFull);
+  for (int i = 0; i < 8; ++i) std::memcpy(dst + i * ldd, &r[i], 8);
 }
 
 template <typename VI, RequantRounding R, typename Out>
-void requantize_row_to_out(const int32_t* tile_row, int64_t ncols, int64_t n0, const GemmInt8Args& a,
-                           int64_t row) {
+void requantize_block_to_out(const int32_t* tile, int64_t ldt, int64_t rows, int64_t ncols, int64_t n0,
+                             const GemmInt8Args& a, int64_t row0) {
   if (!a.out_transposed) {
-    requantize_row<VI, R, Out>(tile_row, ncols, n0, a, row, static_cast<Out*>(a.out) + row * a.ldo + n0);
+    requantize_block<VI, R, Out>(tile, ldt, rows, ncols, n0, a, row0,
+                                 static_cast<Out*>(a.out) + (row0 + a.out_row_offset) * a.ldo + n0, a.ldo);
     return;
   }
-  // Channel-major output: requantize the row in registers' order, then scatter one code per channel.
-  Out codes[kernels::kGemmMaxTileCols];
-  requantize_row<VI, R, Out>(tile_row, ncols, n0, a, row, codes);
-  const int64_t offset =
-      a.out_image_rows > 0 ? (row / a.out_image_rows) * a.out_image_stride + row % a.out_image_rows : row;
-  Out* out = static_cast<Out*>(a.out) + offset;
-  for (int64_t j = 0; j < ncols; ++j) out[(n0 + j) * a.ldo] = codes[j];
+  // Channel-major output: requantize the block in row order, then write each channel's codes as
+  // runs of consecutive output rows (a run ends where an image ends).
+  Out codes[kBlockRows * kernels::kGemmMaxTileCols];
+  requantize_block<VI, R, Out>(tile, ldt, rows, ncols, n0, a, row0, codes, ncols);
+  Out* out = static_cast<Out*>(a.out);
+  for (int64_t i = 0; i < rows;) {
+    const int64_t r = row0 + i + a.out_row_offset;
+    int64_t base = r, run = rows - i;
+    if (a.out_image_rows > 0) {
+      const int64_t image = r / a.out_image_rows, pixel = r % a.out_image_rows;
+      base = image * a.out_image_stride + pixel;
+      run = std::min(run, a.out_image_rows - pixel);
+    }
+    const Out* src = codes + i * ncols;
+    Out* dst = out + base + n0 * a.ldo;
+    int64_t t0 = 0;
+    if constexpr (std::endian::native == std::endian::little) {
+      for (; t0 + 8 <= run; t0 += 8) {
+        int64_t c = 0;
+        for (; c + 8 <= ncols; c += 8) transpose_8x8_bytes(src + t0 * ncols + c, ncols, dst + c * a.ldo + t0, a.ldo);
+        for (; c < ncols; ++c) {
+          for (int64_t t = t0; t < t0 + 8; ++t) dst[c * a.ldo + t] = src[t * ncols + c];
+        }
+      }
+    }
+    for (int64_t c = 0; c < ncols; ++c) {
+      for (int64_t t = t0; t < run; ++t) dst[c * a.ldo + t] = src[t * ncols + c];
+    }
+    i += run;
+  }
 }
 
 template <typename VI>
-RowEpilogueFn pick_epilogue(GemmEpilogue e, const GemmInt8Args& a) {
-  if (e == GemmEpilogue::S32) return &store_s32_row;
+BlockEpilogueFn pick_epilogue(GemmEpilogue e, const GemmInt8Args& a) {
+  if (e == GemmEpilogue::S32) return &store_s32_block;
   const bool u8 = a.out_type == GemmOutType::U8;
   if (a.rounding == RequantRounding::Double) {
-    return u8 ? &requantize_row_to_out<VI, RequantRounding::Double, uint8_t>
-              : &requantize_row_to_out<VI, RequantRounding::Double, int8_t>;
+    return u8 ? &requantize_block_to_out<VI, RequantRounding::Double, uint8_t>
+              : &requantize_block_to_out<VI, RequantRounding::Double, int8_t>;
   }
-  return u8 ? &requantize_row_to_out<VI, RequantRounding::Single, uint8_t>
-            : &requantize_row_to_out<VI, RequantRounding::Single, int8_t>;
+  return u8 ? &requantize_block_to_out<VI, RequantRounding::Single, uint8_t>
+            : &requantize_block_to_out<VI, RequantRounding::Single, int8_t>;
 }
 
 // ---- the driver --------------------------------------------------------------------------------
@@ -156,19 +216,22 @@ void gemm_block(const GemmInt8Args& args, int64_t m_begin, int64_t m_end, int64_
   using VI = typename U::VI;
   const int64_t quads = kernels::gemm_num_quads(args.k);
   std::vector<int16_t> scratch(static_cast<size_t>(U::scratch_elems(quads)));
-  alignas(64) int32_t tile[U::kMr * U::kPanels * kGemmNr];
   constexpr int64_t ldt = U::kPanels * kGemmNr;
-  static_assert(ldt <= kernels::kGemmMaxTileCols, "the transposed epilogue's row buffer holds kGemmMaxTileCols");
-  const RowEpilogueFn epilogue = pick_epilogue<VI>(E, args);
+  static_assert(ldt <= kernels::kGemmMaxTileCols, "the transposed epilogue's block buffer holds kGemmMaxTileCols");
+  static_assert(kBlockRows % U::kMr == 0, "tiles store whole kMr-row tiles: the block must hold them");
+  alignas(64) int32_t tile[kBlockRows * ldt];
+  const BlockEpilogueFn epilogue = pick_epilogue<VI>(E, args);
   for (int64_t p = p_begin; p < p_end; p += U::kPanels) {
     const int np = static_cast<int>(std::min<int64_t>(U::kPanels, p_end - p));
     const void* b = U::prepare(args, p, np, scratch.data());
     const int64_t n0 = p * kGemmNr;
     const int64_t ncols = std::min<int64_t>(np * kGemmNr, args.n - n0);
-    for (int64_t m = m_begin; m < m_end; m += U::kMr) {
-      const int64_t mr = std::min<int64_t>(U::kMr, m_end - m);
-      U::template tile<A>(args, m, mr, b, np, p, tile);
-      for (int64_t i = 0; i < mr; ++i) epilogue(tile + i * ldt, ncols, n0, args, m + i);
+    for (int64_t mb = m_begin; mb < m_end; mb += kBlockRows) {
+      const int64_t rows = std::min<int64_t>(kBlockRows, m_end - mb);
+      for (int64_t m = mb; m < mb + rows; m += U::kMr) {
+        U::template tile<A>(args, m, std::min<int64_t>(U::kMr, mb + rows - m), b, np, p, tile + (m - mb) * ldt);
+      }
+      epilogue(tile, ldt, rows, ncols, n0, args, mb);
     }
   }
 }

@@ -85,7 +85,9 @@ struct Avx2Tile2x16 {
     const int16_t* w = static_cast<const int16_t*>(b);
     __m256i c00 = _mm256_setzero_si256(), c01 = c00, c02 = c00, c03 = c00;
     __m256i c10 = c00, c11 = c00, c12 = c00, c13 = c00;
-    const int64_t full = args.k / kGemmKc, rest = args.k % kGemmKc;
+    // Zero-padded rows: the partial quad runs as a whole one against the zero-padded widened tail.
+    const int64_t full = args.a_rows_padded ? kernels::gemm_num_quads(args.k) : args.k / kGemmKc;
+    const int64_t rest = args.a_rows_padded ? 0 : args.k % kGemmKc;
     // Written out (no lambda): GCC keeps lambda-captured accumulators in registers only through
     // extra vmovdqa copies in the loop.
 #define LOWBIT_WIDE_STEP(X0, X1, WQ)                                 \

@@ -425,15 +425,25 @@ Int8LinearPlan make_int8_linear_plan(const char* op, kernels::GemmAType a_type, 
   return p;
 }
 
+// Where run_int8_linear_plan finds its activations and writes its codes, beyond the defaults of a
+// plain [m, k] -> [m, ldo] linear layer.
+struct PlanRunLayout {
+  int64_t lda = 0;           // row stride of a (0: k)
+  bool a_rows_padded = false;  // GemmInt8Args::a_rows_padded
+  bool transposed = false;   // out[c·ldo + r] instead of out[r·ldo + c]
+  int64_t image_rows = 0, image_stride = 0;  // GemmInt8Args::out_image_rows / out_image_stride
+  int64_t out_row_offset = 0;  // GemmInt8Args::out_row_offset
+};
+
 // Runs output channels [c0, c0 + n) of the plan (packed: their panels) on m rows of activations
-// a[m][k] (contiguous), writing codes to `out` as out[r·ldo + c] (or out[c·ldo + r] when
-// transposed; with image_rows > 0, rows are pixels of images of image_rows rows each,
+// a[m][k] (row stride layout.lda), writing codes to `out` as out[r·ldo + c] (or out[c·ldo + r]
+// when transposed; with image_rows > 0, rows are pixels of images of image_rows rows each,
 // image_stride codes apart: GemmInt8Args::out_image_rows). Inside a parallel region it runs on
 // the calling thread (at::parallel_for does not nest).
 void run_int8_linear_plan(const Int8LinearPlan& p, int64_t c0, int64_t n, const void* a, int64_t m,
-                          const int8_t* packed, void* out, int64_t ldo, bool transposed, int64_t image_rows = 0,
-                          int64_t image_stride = 0) {
+                          const int8_t* packed, void* out, int64_t ldo, const PlanRunLayout& layout = {}) {
   if (m == 0 || n == 0) return;
+  const int64_t lda = layout.lda > 0 ? layout.lda : p.k;
   const bool asymmetric_w = p.asymmetric_w && std::any_of(p.wzp.begin() + c0, p.wzp.begin() + c0 + n,
                                                           [](int32_t v) { return v != 0; });
   std::vector<int32_t> row_sums;
@@ -444,10 +454,10 @@ void run_int8_linear_plan(const Int8LinearPlan& p, int64_t c0, int64_t n, const 
       for (int64_t r = b; r < e; ++r) {
         int32_t sum = 0;
         if (x_u8) {
-          const uint8_t* row = static_cast<const uint8_t*>(a) + r * p.k;
+          const uint8_t* row = static_cast<const uint8_t*>(a) + r * lda;
           for (int64_t i = 0; i < p.k; ++i) sum += row[i];
         } else {
-          const int8_t* row = static_cast<const int8_t*>(a) + r * p.k;
+          const int8_t* row = static_cast<const int8_t*>(a) + r * lda;
           for (int64_t i = 0; i < p.k; ++i) sum += row[i];
         }
         row_sums[r] = sum;
@@ -456,7 +466,8 @@ void run_int8_linear_plan(const Int8LinearPlan& p, int64_t c0, int64_t n, const 
   }
   kernels::GemmInt8Args args;
   args.a = a;
-  args.lda = p.k;
+  args.lda = lda;
+  args.a_rows_padded = layout.a_rows_padded;
   args.packed = packed;
   args.col_sums = p.col_sums.data() + c0;
   args.m = m;
@@ -464,9 +475,10 @@ void run_int8_linear_plan(const Int8LinearPlan& p, int64_t c0, int64_t n, const 
   args.k = p.k;
   args.out = out;
   args.ldo = ldo;
-  args.out_transposed = transposed;
-  args.out_image_rows = image_rows;
-  args.out_image_stride = image_stride;
+  args.out_transposed = layout.transposed;
+  args.out_image_rows = layout.image_rows;
+  args.out_image_stride = layout.image_stride;
+  args.out_row_offset = layout.out_row_offset;
   args.out_type = p.out_u8 ? kernels::GemmOutType::U8 : kernels::GemmOutType::S8;
   args.rounding = p.mode;
   args.bias = p.folded.data() + c0;
@@ -492,8 +504,7 @@ at::Tensor int8_linear_cpu(const at::Tensor& x, const at::Tensor& packed_weight,
       make_int8_linear_plan(op, s.a_type, x.scalar_type(), s.n, s.k, weight_col_sums, bias, x_zero_point,
                             weight_zero_point, multiplier, shift, out_zero_point, qmin, qmax, rounding);
   at::Tensor out = at::empty(s.out_sizes, x.options().dtype(plan.out_u8 ? at::kByte : at::kChar));
-  run_int8_linear_plan(plan, 0, s.n, s.a.data_ptr(), s.m, packed_weight.data_ptr<int8_t>(), out.data_ptr(), s.n,
-                       false);
+  run_int8_linear_plan(plan, 0, s.n, s.a.data_ptr(), s.m, packed_weight.data_ptr<int8_t>(), out.data_ptr(), s.n);
   return out;
 }
 
@@ -527,35 +538,136 @@ struct Im2colGeometry {
   uint8_t pad_code;  // the input zero point: padding holds real 0
 };
 
-// Patch rows [r0, r1) of group g from a channels-last batch x[b][h][w][channels]; row r is output
-// pixel r of the whole batch (image r / (oh·ow)):
-//   cols[(r - r0)·K + (i·kw + j)·cg + c] = x[b][y·sh - ph + i·dh][x·sw - pw + j·dw][g·cg + c],
-// or pad_code outside the image (K = kh·kw·cg, int8_pack_conv_weight's order). Each tap copies
-// a run of cg bytes (u8 and s8 codes alike).
-void im2col_rows(const Im2colGeometry& g, const uint8_t* x, int64_t group, uint8_t* cols, int64_t r0, int64_t r1) {
-  const int64_t cg = g.group_channels, k = g.kh * g.kw * cg, pixels = g.oh * g.ow;
+// Copies n bytes with a few overlapping fixed-size moves, inlined: the runs an im2col copies are
+// short (3 bytes for a 3x3 tap row of one channel, 48 for 16 channels), where a library memcpy
+// call costs more than the copy. Overlapping moves rewrite bytes they already wrote, never bytes
+// outside [dst, dst + n).
+inline void copy_run(uint8_t* dst, const uint8_t* src, int64_t n) {
+  if (n >= 16) {
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) std::memcpy(dst + i, src + i, 16);
+    if (i < n) std::memcpy(dst + n - 16, src + n - 16, 16);
+  } else if (n >= 8) {
+    std::memcpy(dst, src, 8);
+    std::memcpy(dst + n - 8, src + n - 8, 8);
+  } else if (n >= 4) {
+    std::memcpy(dst, src, 4);
+    std::memcpy(dst + n - 4, src + n - 4, 4);
+  } else {
+    for (int64_t i = 0; i < n; ++i) dst[i] = src[i];
+  }
+}
+
+// n bytes of value v (a 16-byte pattern of v).
+inline void fill_run(uint8_t* dst, const uint8_t (&pattern)[16], int64_t n) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) std::memcpy(dst + i, pattern, 16);
+  copy_run(dst + i, pattern, n - i);
+}
+
+// Images up to this size (padded, one group's channels) are gathered from a padded copy.
+inline constexpr int64_t kPaddedImageBytes = int64_t{16} << 10;
+
+// Patch rows [r0, r1) of group g from a channels-last batch x[b][h][w][channels] (x_end: the end
+// of its buffer); row r is output
+// pixel r of the whole batch (image r / (oh·ow)), stored ldc bytes apart:
+//   cols[(r - r0)·ldc + (i·kw + j)·cg + c] = x[b][y·sh - ph + i·dh][x·sw - pw + j·dw][g·cg + c],
+// or pad_code outside the image (K = kh·kw·cg, int8_pack_conv_weight's order), then zero bytes up
+// to ldc (>= K; GemmInt8Args::a_rows_padded). Each tap copies a run of cg bytes (u8 and s8 codes
+// alike); with all channels in one group and no dilation, a tap row inside the image is one run of
+// kw·cg bytes.
+void im2col_rows(const Im2colGeometry& g, const uint8_t* x, const uint8_t* x_end, int64_t group, uint8_t* cols,
+                 int64_t ldc, int64_t r0, int64_t r1) {
+  const int64_t cg = g.group_channels, k = g.kh * g.kw * cg, pixels = g.oh * g.ow, row_run = g.kw * cg;
+  const uint8_t* cols_end = cols + (r1 - r0) * ldc;
+  const bool whole_rows = g.dw == 1 && cg == g.channels;
+  uint8_t pad[16];
+  std::memset(pad, g.pad_code, sizeof(pad));
+  const uint8_t zeros[16] = {};
   // (b, y, xo) of row r, advanced by counting (a division per row costs more than a 1x1 patch).
   int64_t b = r0 / pixels, y = (r0 % pixels) / g.ow, xo = r0 % g.ow;
+  // Small images: copy the group's channels of each image once into a padded buffer [hp][wp][cg]
+  // filled with pad_code, so every patch is inside it: no bounds checks, and each tap row is one
+  // run of kw·cg bytes (dilation 1). On an 8x8 image with padding 1, 28 of the 64 patches touch
+  // the border, where the per-tap path below costs several times a whole interior patch.
+  const int64_t hp = g.h + 2 * g.ph, wp = g.w + 2 * g.pw;
+  if (hp * wp * cg <= kPaddedImageBytes) {
+    std::vector<uint8_t> padded(static_cast<size_t>(hp * wp * cg + 16));
+    int64_t padded_image = -1;
+    for (int64_t r = r0; r < r1; ++r, ++xo) {
+      if (xo == g.ow) {
+        xo = 0;
+        if (++y == g.oh) y = 0, ++b;
+      }
+      if (padded_image != b) {
+        padded_image = b;
+        std::memset(padded.data(), g.pad_code, padded.size());
+        const uint8_t* image = x + b * g.h * g.w * g.channels + group * cg;
+        for (int64_t yi = 0; yi < g.h; ++yi) {
+          uint8_t* prow = padded.data() + ((yi + g.ph) * wp + g.pw) * cg;
+          if (cg == g.channels) {
+            std::memcpy(prow, image + yi * g.w * g.channels, static_cast<size_t>(g.w * cg));
+          } else {
+            for (int64_t xi = 0; xi < g.w; ++xi) copy_run(prow + xi * cg, image + (yi * g.w + xi) * g.channels, cg);
+          }
+        }
+      }
+      uint8_t* row = cols + (r - r0) * ldc;
+      uint8_t* dst = row;
+      for (int64_t i = 0; i < g.kh; ++i, dst += row_run) {
+        const uint8_t* src = padded.data() + ((y * g.sh + i * g.dh) * wp + xo * g.sw) * cg;
+        if (g.dw != 1) {
+          for (int64_t j = 0; j < g.kw; ++j) copy_run(dst + j * cg, src + j * g.dw * cg, cg);
+        } else if (row_run <= 16 && dst + 16 <= cols_end) {
+          std::memcpy(dst, src, 16);  // the bytes past the run are rewritten afterwards (see below)
+        } else {
+          copy_run(dst, src, row_run);
+        }
+      }
+      copy_run(row + k, zeros, ldc - k);
+    }
+    return;
+  }
   for (int64_t r = r0; r < r1; ++r, ++xo) {
     if (xo == g.ow) {
       xo = 0;
       if (++y == g.oh) y = 0, ++b;
     }
     const uint8_t* image = x + b * g.h * g.w * g.channels + group * cg;
-    uint8_t* dst = cols + (r - r0) * k;
-    for (int64_t i = 0; i < g.kh; ++i) {
+    uint8_t* row = cols + (r - r0) * ldc;
+    uint8_t* dst = row;
+    const int64_t x0 = xo * g.sw - g.pw;
+    const bool columns_inside = x0 >= 0 && x0 + (g.kw - 1) * g.dw < g.w;
+    for (int64_t i = 0; i < g.kh; ++i, dst += row_run) {
       const int64_t yi = y * g.sh - g.ph + i * g.dh;
-      for (int64_t j = 0; j < g.kw; ++j, dst += cg) {
-        const int64_t xi = xo * g.sw - g.pw + j * g.dw;
-        if (yi < 0 || yi >= g.h || xi < 0 || xi >= g.w) {
-          std::memset(dst, g.pad_code, static_cast<size_t>(cg));
-        } else if (cg == 1) {
-          *dst = image[(yi * g.w + xi) * g.channels];
+      if (yi < 0 || yi >= g.h) {
+        fill_run(dst, pad, row_run);
+        continue;
+      }
+      const uint8_t* src_row = image + yi * g.w * g.channels;
+      if (whole_rows && columns_inside) {
+        const uint8_t* src = src_row + x0 * g.channels;
+        if (row_run <= 16 && src + 16 <= x_end && dst + 16 <= cols_end) {
+          // One 16-byte move: the bytes past the run land where the next run (or the zero padding
+          // below, or the next row) is written afterwards.
+          std::memcpy(dst, src, 16);
         } else {
-          std::memcpy(dst, image + (yi * g.w + xi) * g.channels, static_cast<size_t>(cg));
+          copy_run(dst, src, row_run);
+        }
+        continue;
+      }
+      for (int64_t j = 0; j < g.kw; ++j) {
+        const int64_t xi = x0 + j * g.dw;
+        if (xi < 0 || xi >= g.w) {
+          fill_run(dst + j * cg, pad, cg);
+        } else if (cg == 1) {
+          dst[j] = src_row[xi * g.channels];
+        } else {
+          copy_run(dst + j * cg, src_row + xi * g.channels, cg);
         }
       }
     }
+    copy_run(row + k, zeros, ldc - k);
   }
 }
 
@@ -712,9 +824,9 @@ at::Tensor int8_conv2d_cpu(const at::Tensor& x, const at::Tensor& packed_weight,
                                                     x_zero_point, weight_zero_point, multiplier, shift,
                                                     out_zero_point, qmin, qmax, rounding);
   // A patch row is kh·kw runs of channel codes of a channels-last view of x (a copy when x is
-  // NCHW-contiguous). The GEMM runs over the output pixels of whole images at once (chunks of about
-  // 1 MiB of patches) and its epilogue writes each image's codes channel-major: NCHW out, no
-  // per-image calls, no transpose pass.
+  // NCHW-contiguous). The GEMM runs over the output pixels of several images at once and its
+  // epilogue writes each image's codes channel-major: NCHW out, no per-image calls, no transpose
+  // pass.
   at::Tensor out = at::empty({batch, oc, oh, ow}, x.options().dtype(plan.out_u8 ? at::kByte : at::kChar));
   const Im2colGeometry geo{c,     cg,    h,     w,     oh,    ow,    ks[0], ks[1],
                            st[0], st[1], pd[0], pd[1], dl[0], dl[1], static_cast<uint8_t>(plan.zx)};
@@ -737,38 +849,190 @@ at::Tensor int8_conv2d_cpu(const at::Tensor& x, const at::Tensor& packed_weight,
   }
   const at::Tensor xc = x.contiguous(at::MemoryFormat::ChannelsLast);
   const uint8_t* xp = static_cast<const uint8_t*>(xc.data_ptr());  // u8 and s8 codes are one byte
-  const int64_t images_per_chunk = std::max<int64_t>(1, (int64_t{1} << 20) / std::max<int64_t>(pixels * k, 1));
-  const int64_t chunk = images_per_chunk * pixels;
-  const int64_t cols_rows = std::min(rows, chunk);
-  // Group g on patch rows [r0, r1) (whole images): im2col into `cols`, then its slice of the plan.
-  auto run_group = [&](int64_t g, uint8_t* cols, int64_t r0, int64_t r1, bool parallel_im2col) {
-    if (parallel_im2col) {
-      at::parallel_for(r0, r1, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(k, 1)),
-                       [&](int64_t b0, int64_t b1) { im2col_rows(geo, xp, g, cols + (b0 - r0) * k, b0, b1); });
-    } else {
-      im2col_rows(geo, xp, g, cols, r0, r1);
-    }
-    run_int8_linear_plan(plan, g * ocg, ocg, cols, r1 - r0, packed_groups + g * group_packed_bytes,
-                         op_out + ((r0 / pixels) * oc + g * ocg) * pixels, pixels, /*transposed=*/true, pixels,
-                         oc * pixels);
-  };
-  // Many small groups (depthwise): one GEMM per group would be too small for run_gemm to split,
-  // so the groups themselves go to the threads, each with its own patch buffer. Groups write
-  // disjoint output channels; the arithmetic per output is the same either way.
-  const int64_t group_work = cols_rows * k * kernels::gemm_num_panels(ocg) * kernels::kGemmNr;
-  if (groups > 1 && group_work < (int64_t{1} << 18) && at::get_num_threads() > 1) {
-    const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(group_work, 1));
-    at::parallel_for(0, groups, grain, [&](int64_t gb, int64_t ge) {
-      std::vector<uint8_t> cols(static_cast<size_t>(cols_rows * k));
-      for (int64_t g = gb; g < ge; ++g) {
-        for (int64_t r0 = 0; r0 < rows; r0 += chunk) run_group(g, cols.data(), r0, std::min(rows, r0 + chunk), false);
+  const uint8_t* xp_end = xp + xc.numel();
+  // Patch rows padded with zero bytes to whole quads, so the GEMM needs no tail step for K % 4.
+  const int64_t ldc = kernels::gemm_num_quads(k) * kernels::kGemmKc;
+  const int64_t threads = at::get_num_threads();
+  // Enough rows for every thread: tasks of (chunk of patch rows, group), each gathering its
+  // patches (about kChunkBytes, L2-resident) and running its GEMM on them right away, instead of
+  // one pass writing all patches to memory and another reading them back. A chunk of fewer than
+  // kMinChunkRows rows would spend too much on widening the weight panels again per chunk.
+  constexpr int64_t kChunkBytes = int64_t{64} << 10, kMinChunkRows = 64;
+  if (rows >= kMinChunkRows * threads) {
+    const int64_t target_rows = std::max<int64_t>(kMinChunkRows, kChunkBytes / ldc);
+    int64_t chunks = (rows + target_rows - 1) / target_rows;
+    if (threads > 1 && groups == 1) chunks = (std::max(chunks, threads) + threads - 1) / threads * threads;
+    const int64_t chunk_rows = (rows + chunks - 1) / chunks;
+    chunks = (rows + chunk_rows - 1) / chunk_rows;
+    at::parallel_for(0, chunks * groups, 1, [&](int64_t tb, int64_t te) {
+      std::vector<uint8_t> cols(static_cast<size_t>(chunk_rows * ldc));
+      for (int64_t t = tb; t < te; ++t) {
+        const int64_t g = t % groups, r0 = (t / groups) * chunk_rows, r1 = std::min(rows, r0 + chunk_rows);
+        im2col_rows(geo, xp, xp_end, g, cols.data(), ldc, r0, r1);
+        PlanRunLayout layout;
+        layout.lda = ldc;
+        layout.a_rows_padded = true;
+        layout.transposed = true;
+        layout.image_rows = pixels;
+        layout.image_stride = oc * pixels;
+        layout.out_row_offset = r0;
+        run_int8_linear_plan(plan, g * ocg, ocg, cols.data(), r1 - r0, packed_groups + g * group_packed_bytes,
+                             op_out + g * ocg * pixels, pixels, layout);
       }
     });
     return out;
   }
-  std::vector<uint8_t> cols(static_cast<size_t>(cols_rows * k));
-  for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
-    for (int64_t g = 0; g < groups; ++g) run_group(g, cols.data(), r0, std::min(rows, r0 + chunk), true);
+  // Few rows (a small batch of small images): one GEMM over all rows per group, which run_gemm
+  // splits over the threads (by panels when there are many), or, for many small groups, the groups
+  // themselves go to the threads, each with its own patch buffer. Groups write disjoint output
+  // channels; the arithmetic per output is the same either way.
+  PlanRunLayout layout;
+  layout.lda = ldc;
+  layout.a_rows_padded = true;
+  layout.transposed = true;
+  layout.image_rows = pixels;
+  layout.image_stride = oc * pixels;
+  auto run_group = [&](int64_t g, uint8_t* cols, bool parallel_im2col) {
+    if (parallel_im2col) {
+      at::parallel_for(0, rows, std::max<int64_t>(1, kParallelGrain / ldc),
+                       [&](int64_t b0, int64_t b1) { im2col_rows(geo, xp, xp_end, g, cols + b0 * ldc, ldc, b0, b1); });
+    } else {
+      im2col_rows(geo, xp, xp_end, g, cols, ldc, 0, rows);
+    }
+    run_int8_linear_plan(plan, g * ocg, ocg, cols, rows, packed_groups + g * group_packed_bytes,
+                         op_out + g * ocg * pixels, pixels, layout);
+  };
+  const int64_t group_work = rows * k * kernels::gemm_num_panels(ocg) * kernels::kGemmNr;
+  if (groups > 1 && group_work < (int64_t{1} << 18) && threads > 1) {
+    const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(group_work, 1));
+    at::parallel_for(0, groups, grain, [&](int64_t gb, int64_t ge) {
+      std::vector<uint8_t> cols(static_cast<size_t>(rows * ldc));
+      for (int64_t g = gb; g < ge; ++g) run_group(g, cols.data(), false);
+    });
+    return out;
+  }
+  std::vector<uint8_t> cols(static_cast<size_t>(rows * ldc));
+  for (int64_t g = 0; g < groups; ++g) run_group(g, cols.data(), true);
+  return out;
+}
+
+// ---- int8_max_pool2d ---------------------------------------------------------------------------
+
+// torch's pooling_output_shape: floor (or ceil) division, and with ceil_mode the last window must
+// start inside the input or its left padding.
+int64_t pool_out_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad, int64_t dilation, bool ceil_mode) {
+  const int64_t span = in + 2 * pad - dilation * (kernel - 1) - 1 + (ceil_mode ? stride - 1 : 0);
+  int64_t out = (span >= 0 ? span / stride : -((-span + stride - 1) / stride)) + 1;
+  if (ceil_mode && (out - 1) * stride >= in + pad) --out;
+  return out;
+}
+
+struct PoolGeometry {
+  int64_t h, w, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw;
+  int64_t x_lo, x_hi;  // output columns whose every tap column lies inside [0, w)
+};
+
+// Max over each window of one plane; taps in the padding are skipped (torch pads with -inf).
+// Starting from the dtype's lowest code gives exactly the max of the window's elements, and for a
+// window with none (all its dilated taps in the padding) the lowest code, as torch's integer
+// max_pool2d returns. KW > 0
+// fixes the kernel width at compile time for the interior columns (dilation 1), so their loop
+// vectorizes; KW = 0 is any width and dilation.
+template <typename T, int KW>
+void max_pool_plane(const T* in, T* out, const PoolGeometry& g) {
+  constexpr T lowest = std::numeric_limits<T>::lowest();
+  for (int64_t oy = 0; oy < g.oh; ++oy) {
+    T* o = out + oy * g.ow;
+    std::fill(o, o + g.ow, lowest);
+    for (int64_t i = 0; i < g.kh; ++i) {
+      const int64_t yi = oy * g.sh - g.ph + i * g.dh;
+      if (yi < 0 || yi >= g.h) continue;
+      const T* row = in + yi * g.w;
+      auto checked = [&](int64_t ox) {
+        T m = o[ox];
+        for (int64_t j = 0; j < g.kw; ++j) {
+          const int64_t xi = ox * g.sw - g.pw + j * g.dw;
+          if (xi >= 0 && xi < g.w) m = std::max(m, row[xi]);
+        }
+        o[ox] = m;
+      };
+      for (int64_t ox = 0; ox < g.x_lo; ++ox) checked(ox);
+      if constexpr (KW > 0) {
+        const T* base = row - g.pw;
+        const int64_t sw = g.sw;
+        for (int64_t ox = g.x_lo; ox < g.x_hi; ++ox) {
+          T m = o[ox];
+          for (int j = 0; j < KW; ++j) m = std::max(m, base[ox * sw + j]);
+          o[ox] = m;
+        }
+      } else {
+        for (int64_t ox = g.x_lo; ox < g.x_hi; ++ox) {
+          const T* p = row + ox * g.sw - g.pw;
+          T m = o[ox];
+          for (int64_t j = 0; j < g.kw; ++j) m = std::max(m, p[j * g.dw]);
+          o[ox] = m;
+        }
+      }
+      for (int64_t ox = std::max(g.x_hi, g.x_lo); ox < g.ow; ++ox) checked(ox);
+    }
+  }
+}
+
+template <typename T>
+void max_pool_planes(const T* in, T* out, int64_t planes, const PoolGeometry& g) {
+  auto run = [&](auto fn) {
+    const int64_t grain = std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(g.h * g.w, 1));
+    at::parallel_for(0, planes, grain, [&](int64_t b, int64_t e) {
+      for (int64_t p = b; p < e; ++p) fn(in + p * g.h * g.w, out + p * g.oh * g.ow, g);
+    });
+  };
+  if (g.dw == 1 && g.kw == 2) return run(&max_pool_plane<T, 2>);
+  if (g.dw == 1 && g.kw == 3) return run(&max_pool_plane<T, 3>);
+  run(&max_pool_plane<T, 0>);
+}
+
+at::Tensor int8_max_pool2d_cpu(const at::Tensor& x, at::IntArrayRef kernel_size, at::IntArrayRef stride,
+                               at::IntArrayRef padding, at::IntArrayRef dilation, bool ceil_mode) {
+  constexpr const char* op = "int8_max_pool2d";
+  TORCH_CHECK(x.scalar_type() == at::kByte || x.scalar_type() == at::kChar, "lowbit.", op,
+              ": x must be uint8 or int8 codes, got ", x.scalar_type());
+  TORCH_CHECK(x.dim() == 3 || x.dim() == 4, "lowbit.", op, ": x must be 4-D NCHW or 3-D CHW, got shape ", x.sizes());
+  for (int64_t d = x.dim() - 3; d < x.dim(); ++d) {
+    TORCH_CHECK(x.size(d) > 0, "lowbit.", op, ": x must have non-empty channel and spatial dimensions, got shape ",
+                x.sizes());
+  }
+  auto pair = [&](at::IntArrayRef v, const char* name, int64_t lo) {
+    TORCH_CHECK(v.size() == 2, "lowbit.", op, ": ", name, " must have 2 elements, got ", v);
+    TORCH_CHECK(v[0] >= lo && v[1] >= lo, "lowbit.", op, ": ", name, " must be >= ", lo, ", got ", v);
+    return std::array<int64_t, 2>{v[0], v[1]};
+  };
+  const auto ks = pair(kernel_size, "kernel_size", 1);
+  const auto st = stride.empty() ? ks : pair(stride, "stride", 1);
+  const auto pd = pair(padding, "padding", 0), dl = pair(dilation, "dilation", 1);
+  TORCH_CHECK(pd[0] <= ks[0] / 2 && pd[1] <= ks[1] / 2, "lowbit.", op, ": padding must be at most half of kernel_size, got padding ",
+              padding, " and kernel_size ", kernel_size);
+  const int64_t h = x.size(-2), w = x.size(-1);
+  const int64_t oh = pool_out_size(h, ks[0], st[0], pd[0], dl[0], ceil_mode);
+  const int64_t ow = pool_out_size(w, ks[1], st[1], pd[1], dl[1], ceil_mode);
+  TORCH_CHECK(oh >= 1 && ow >= 1, "lowbit.", op, ": the output would be empty: input ", h, "x", w, ", kernel_size ",
+              kernel_size, ", stride ", at::IntArrayRef(st), ", padding ", padding, ", dilation ", dilation,
+              ", ceil_mode ", ceil_mode, " give ", oh, "x", ow);
+  std::vector<int64_t> out_sizes = x.sizes().vec();
+  out_sizes[x.dim() - 2] = oh;
+  out_sizes[x.dim() - 1] = ow;
+  at::Tensor out = at::empty(out_sizes, x.options().memory_format(at::MemoryFormat::Contiguous));
+  const int64_t planes = x.numel() / (h * w);
+  if (planes == 0) return out;
+  PoolGeometry g{h, w, oh, ow, ks[0], ks[1], st[0], st[1], pd[0], pd[1], dl[0], dl[1], 0, 0};
+  // Interior columns: ox·sw - pw >= 0 and ox·sw - pw + (kw - 1)·dw < w.
+  g.x_lo = std::min<int64_t>(ow, (pd[1] + st[1] - 1) / st[1]);
+  const int64_t last = w - 1 + pd[1] - (ks[1] - 1) * dl[1];  // largest ox·sw still inside
+  g.x_hi = last < 0 ? g.x_lo : std::max(g.x_lo, std::min<int64_t>(ow, last / st[1] + 1));
+  const at::Tensor xc = x.contiguous();
+  if (x.scalar_type() == at::kByte) {
+    max_pool_planes(xc.const_data_ptr<uint8_t>(), out.data_ptr<uint8_t>(), planes, g);
+  } else {
+    max_pool_planes(xc.const_data_ptr<int8_t>(), out.data_ptr<int8_t>(), planes, g);
   }
   return out;
 }
@@ -972,6 +1236,7 @@ TORCH_LIBRARY_IMPL(lowbit, CPU, m) {
   m.impl("int8_pack_conv_weight", &int8_pack_conv_weight_cpu);
   m.impl("int8_conv2d", &int8_conv2d_cpu);
   m.impl("int8_add", &int8_add_cpu);
+  m.impl("int8_max_pool2d", &int8_max_pool2d_cpu);
   m.impl("int4_pack_weight", &int4_pack_weight_cpu);
   m.impl("int4_unpack_weight", &int4_unpack_weight_cpu);
   m.impl("int4_weight_linear", &int4_weight_linear_cpu);

@@ -71,6 +71,13 @@ TORCH_LIBRARY(lowbit, m) {
       "int[2] kernel_size, int[2] stride=[1, 1], int[2] padding=[0, 0], int[2] dilation=[1, 1], int groups=1, "
       "str rounding=\"double\") -> Tensor",
       tags);
+  // Max pooling on uint8/int8 codes (NCHW or CHW), torch.nn.functional.max_pool2d's semantics
+  // (padding never selected, ceil_mode, dilation; stride [] = kernel_size): a max of codes is the
+  // code of the max, so it runs on the codes' grid with no arithmetic.
+  m.def(
+      "int8_max_pool2d(Tensor x, int[2] kernel_size, int[2] stride=[], int[2] padding=[0, 0], "
+      "int[2] dilation=[1, 1], bool ceil_mode=False) -> Tensor",
+      tags);
   // Residual addition of two quantized tensors (TFLite's integer ADD): zero_points, multipliers and
   // shifts are int32 [3] for (a, b, out); lowbit.ops.int8_add_params derives them from scales.
   m.def(

@@ -172,6 +172,23 @@ def _int8_conv2d_fake(x, packed_weight, weight_col_sums, bias, x_zero_point, wei
     return x.new_empty((n, weight_col_sums.shape[0], oh, ow), dtype=dtype)
 
 
+def _pool_out_size(size, kernel, stride, pad, dilation, ceil_mode):
+    # torch's pooling_output_shape (the C++ kernel's pool_out_size)
+    span = size + 2 * pad - dilation * (kernel - 1) - 1 + (stride - 1 if ceil_mode else 0)
+    out = span // stride + 1
+    if ceil_mode and (out - 1) * stride >= size + pad:
+        out = out - 1
+    return out
+
+
+@torch.library.register_fake("lowbit::int8_max_pool2d")
+def _int8_max_pool2d_fake(x, kernel_size, stride=(), padding=(0, 0), dilation=(1, 1), ceil_mode=False):
+    stride = stride if len(stride) else kernel_size
+    oh = _pool_out_size(x.shape[-2], kernel_size[0], stride[0], padding[0], dilation[0], ceil_mode)
+    ow = _pool_out_size(x.shape[-1], kernel_size[1], stride[1], padding[1], dilation[1], ceil_mode)
+    return x.new_empty((*x.shape[:-2], oh, ow))
+
+
 @torch.library.register_fake("lowbit::int8_add")
 def _int8_add_fake(a, b, zero_points, multipliers, shifts, qmin, qmax, left_shift=20, rounding="double"):
     dtype = torch.uint8 if qmin >= 0 and qmax <= 255 else torch.int8

@@ -56,7 +56,7 @@ from . import ops
 from ._registrations import code_dtype
 from .learnable_quantizers import LearnableQuantizer
 from .nn import _integer as I
-from .nn.integer import Dequantize, IntAdd, IntAvgPool, IntConv2d, IntLinear, IntReLU, Quantize
+from .nn.integer import Dequantize, IntAdd, IntAvgPool, IntConv2d, IntLinear, IntMaxPool2d, IntReLU, Quantize
 from .nn.modules import QuantConv2d, QuantLinear
 from .nn.simulation import QuantAdd, QuantAvgPool
 from .quantizers import FakeQuantize, Quantizer, estimators, make_quantizer
@@ -65,7 +65,7 @@ from .spec import QuantSpec
 __all__ = ["convert", "compare_simulation", "SimulationReport", "Mismatch", "ConversionError"]
 
 _LAYERS = (QuantLinear, QuantConv2d)
-_INTEGER_MODULES = (IntLinear, IntConv2d, IntAdd, IntReLU, IntAvgPool, Quantize, Dequantize)
+_INTEGER_MODULES = (IntLinear, IntConv2d, IntAdd, IntReLU, IntAvgPool, IntMaxPool2d, Quantize, Dequantize)
 
 
 class ConversionError(ValueError):
@@ -769,6 +769,20 @@ def _lower(gm: fx.GraphModule, caller: str, use_kernels: bool) -> fx.GraphModule
                 graph.erase_node(node)
                 grid[new] = grid[first]
                 continue
+            pool = _int_max_pool(node, m, grid[first]) if kind == "same" else None
+            if pool is not None:  # max pooling of 8-bit codes: lowbit's integer kernel
+                if node.op == "call_module":
+                    new_modules[node.target] = pool
+                else:
+                    name = _fresh_key(new_modules, gm, f"{node.name}_int")
+                    new_modules[name] = pool
+                    with graph.inserting_after(node):
+                        new = graph.create_node("call_module", name, (first,))
+                    node.replace_all_uses_with(new)
+                    graph.erase_node(node)
+                    node = new
+                grid[node] = grid[first]
+                continue
             if kind in ("same", "meta"):
                 if kind == "same":
                     grid[node] = grid[first]
@@ -799,6 +813,39 @@ def _lower(gm: fx.GraphModule, caller: str, use_kernels: bool) -> fx.GraphModule
 # copy of the codes (exact for codes of up to 24 bits) and convert back.
 _FLOAT_ONLY_MODULES = (nn.MaxPool1d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)
 _FLOAT_ONLY_FUNCTIONS = {F.max_pool1d, F.adaptive_max_pool1d, F.adaptive_max_pool2d, F.adaptive_max_pool3d}
+
+
+_MAX_POOL2D_ARGS = ("kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
+_MAX_POOL2D_DEFAULTS = {"stride": None, "padding": 0, "dilation": 1, "ceil_mode": False, "return_indices": False}
+
+
+def _int_max_pool(node: fx.Node, module: Optional[nn.Module], quantizer: Quantizer) -> Optional[IntMaxPool2d]:
+    """The ``IntMaxPool2d`` for a 2-D max pooling of 8-bit codes (``lowbit.ops.int8_max_pool2d``), else None.
+
+    Codes wider than 8 bits, ``return_indices`` and arguments computed in the graph keep PyTorch's pooling.
+    """
+    if code_dtype(quantizer.qmin, quantizer.qmax) not in (torch.uint8, torch.int8) \
+            or not hasattr(torch.ops.lowbit, "int8_max_pool2d"):
+        return None
+    if node.op == "call_module":
+        if type(module) is not nn.MaxPool2d or module.return_indices:
+            return None
+        return IntMaxPool2d.from_float(module)
+    if node.op != "call_function" or node.target is not F.max_pool2d:
+        return None
+    params = dict(_MAX_POOL2D_DEFAULTS)
+    params.update(zip(_MAX_POOL2D_ARGS, node.args[1:]))
+    params.update({k: v for k, v in node.kwargs.items() if k in _MAX_POOL2D_ARGS})
+    if "kernel_size" not in params or params.pop("return_indices") \
+            or any(isinstance(a, fx.Node) for a in _tensor_args_of(params.values())):
+        return None
+    return IntMaxPool2d(**params)
+
+
+def _tensor_args_of(values) -> list:
+    found: list = []
+    fx.node.map_arg(list(values), lambda n: found.append(n))
+    return found
 
 
 def _lacks_integer_kernel(node: fx.Node, module: Optional[nn.Module]) -> bool:

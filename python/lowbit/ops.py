@@ -343,6 +343,23 @@ def int8_conv2d(x: torch.Tensor, packed_weight: torch.Tensor, weight_col_sums: t
                                         multiplier, shift, out_zero_point, qmin, qmax, _pair(kernel_size),
                                         _pair(stride), _pair(padding), _pair(dilation), groups, rounding)
 
+__all__ += ["int8_max_pool2d"]
+
+
+def int8_max_pool2d(x: torch.Tensor, kernel_size, stride=None, padding=0, dilation=1,
+                    ceil_mode: bool = False) -> torch.Tensor:
+    """Max pooling of uint8 / int8 codes ``[N, C, H, W]`` or ``[C, H, W]``, as :func:`torch.nn.functional.max_pool2d`.
+
+    The max of codes is the code of the max (quantization is monotonic), so pooling runs on the
+    codes' grid and returns codes of the same dtype. Same arguments and rules as torch's:
+    ``stride`` defaults to ``kernel_size``; padding (at most half the kernel) is never selected;
+    ``ceil_mode`` keeps a last partial window that starts inside the input or its left padding;
+    ``dilation`` spaces the taps. Returns a contiguous tensor. Bad arguments raise errors naming them.
+    """
+    stride = [] if stride is None or (isinstance(stride, (list, tuple)) and len(stride) == 0) else _pair(stride)
+    return torch.ops.lowbit.int8_max_pool2d(x, _pair(kernel_size), stride, _pair(padding), _pair(dilation),
+                                            bool(ceil_mode))
+
 __all__ += ["int8_add_params", "int8_add"]
 
 

@@ -23,7 +23,7 @@ from .._registrations import code_dtype
 from ..quantizers import Quantizer
 from . import _integer as I
 
-__all__ = ["Quantize", "Dequantize", "IntLinear", "IntConv2d", "IntAdd", "IntReLU", "IntAvgPool"]
+__all__ = ["Quantize", "Dequantize", "IntLinear", "IntConv2d", "IntAdd", "IntReLU", "IntAvgPool", "IntMaxPool2d"]
 
 
 def _qparams(quantizer: Quantizer, what: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -438,3 +438,30 @@ class IntAvgPool(nn.Module):
 
     def extra_repr(self) -> str:
         return repr(self.pool)
+
+
+class IntMaxPool2d(nn.Module):
+    """Max pooling on uint8 / int8 codes, same grid in and out: ``lowbit.ops.int8_max_pool2d``.
+
+    A converted ``nn.MaxPool2d`` / ``F.max_pool2d`` whose input is codes. Quantization is monotonic,
+    so the max of codes is the code of the max: the result equals the simulated model's float
+    max pooling quantized on the same grid, with no arithmetic. Arguments as ``nn.MaxPool2d``
+    (``stride=None`` means ``kernel_size``); ``return_indices`` is not supported (such poolings are
+    not converted).
+    """
+
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False):
+        super().__init__()
+        self.kernel_size, self.stride, self.padding, self.dilation = kernel_size, stride, padding, dilation
+        self.ceil_mode = bool(ceil_mode)
+
+    @classmethod
+    def from_float(cls, pool: nn.MaxPool2d) -> "IntMaxPool2d":
+        return cls(pool.kernel_size, pool.stride, pool.padding, pool.dilation, pool.ceil_mode)
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        return ops.int8_max_pool2d(codes, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode)
+
+    def extra_repr(self) -> str:
+        return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
+                f"dilation={self.dilation}, ceil_mode={self.ceil_mode}, op=int8_max_pool2d")
