@@ -77,6 +77,7 @@ inline __mmask16 mask32(F f) {
 inline int32_t wrap32(int64_t v) { return static_cast<int32_t>(static_cast<uint32_t>(static_cast<uint64_t>(v))); }
 }  // namespace emu
 
+// All-zero / broadcast / unaligned 64-byte load and store (VPXORD, VPBROADCASTD/Q, VMOVDQU32).
 inline __m512i _mm512_setzero_si512() { return emu::map32([](int) { return 0; }); }
 inline __m512i _mm512_set1_epi32(int32_t v) { return emu::map32([=](int) { return v; }); }
 inline __m512i _mm512_set1_epi64(int64_t v) { return emu::map64([=](int) { return v; }); }
@@ -88,6 +89,7 @@ inline __m512i _mm512_loadu_si512(const void* p) {
 inline void _mm512_storeu_si512(void* p, __m512i v) { std::memcpy(p, &v, 64); }
 inline void _mm512_store_si512(void* p, __m512i v) { std::memcpy(p, &v, 64); }
 
+// VPADDD / VPSUBD / VPMULLD / VPADDQ / VPSUBQ: per lane, wrapping (the low 32 / 64 bits).
 inline __m512i _mm512_add_epi32(__m512i a, __m512i b) {
   return emu::map32([&](int i) { return emu::wrap32(int64_t{a.i32[i]} + b.i32[i]); });
 }
@@ -103,6 +105,7 @@ inline __m512i _mm512_add_epi64(__m512i a, __m512i b) {
 inline __m512i _mm512_sub_epi64(__m512i a, __m512i b) {
   return emu::map64([&](int i) { return static_cast<int64_t>(a.u64[i] - b.u64[i]); });
 }
+// VPANDQ / VPXORQ: bitwise. VPMINSD/VPMAXSD/VPMINSQ/VPMAXSQ: signed per-lane min / max.
 inline __m512i _mm512_and_si512(__m512i a, __m512i b) { return emu::map64([&](int i) { return a.i64[i] & b.i64[i]; }); }
 inline __m512i _mm512_xor_si512(__m512i a, __m512i b) { return emu::map64([&](int i) { return a.i64[i] ^ b.i64[i]; }); }
 inline __m512i _mm512_min_epi32(__m512i a, __m512i b) { return emu::map32([&](int i) { return std::min(a.i32[i], b.i32[i]); }); }
@@ -144,9 +147,12 @@ inline __m512i _mm512_srav_epi64(__m512i a, __m512i c) {
   return emu::map64([&](int i) { return a.i64[i] >> std::min<uint64_t>(c.u64[i], 63); });
 }
 
+// VPCMPD into a mask: bit i = signed comparison of lane i.
 inline __mmask16 _mm512_cmpeq_epi32_mask(__m512i a, __m512i b) { return emu::mask32([&](int i) { return a.i32[i] == b.i32[i]; }); }
 inline __mmask16 _mm512_cmpgt_epi32_mask(__m512i a, __m512i b) { return emu::mask32([&](int i) { return a.i32[i] > b.i32[i]; }); }
 inline __mmask16 _mm512_cmplt_epi32_mask(__m512i a, __m512i b) { return emu::mask32([&](int i) { return a.i32[i] < b.i32[i]; }); }
+// Masked moves: mask_mov lane i = k[i] ? a[i] : src[i]; mask_blend lane i = k[i] ? b[i] : a[i];
+// mask_add lane i = k[i] ? a[i] + b[i] (wrapping) : src[i].
 inline __m512i _mm512_mask_mov_epi32(__m512i src, __mmask16 k, __m512i a) {
   return emu::map32([&](int i) { return (k >> i) & 1 ? a.i32[i] : src.i32[i]; });
 }
@@ -157,6 +163,7 @@ inline __m512i _mm512_mask_add_epi32(__m512i src, __mmask16 k, __m512i a, __m512
   return emu::map32([&](int i) { return (k >> i) & 1 ? emu::wrap32(int64_t{a.i32[i]} + b.i32[i]) : src.i32[i]; });
 }
 
+// VPMOVZXBD / VPMOVSXBD: 16 bytes zero- / sign-extended to 32-bit lanes.
 inline __m512i _mm512_cvtepu8_epi32(__m128i v) {
   uint8_t b[16];
   std::memcpy(b, &v, 16);

@@ -1,18 +1,21 @@
 // Checks shared by test_estimators.cpp (the real estimator kernel tables of every ISA this CPU
 // runs) and test_avx512_emulated_estimators.cpp (estimator_avx512.cpp compiled against the
-// portable AVX-512 intrinsics of avx512_emulation.h): every entry of a table against the scalar
-// table, bit for bit (outputs, dx and the reduced parameter-gradient sums), at lengths 0..70 and
-// a long odd length, on adversarial inputs, with canaries after every output buffer (tails must
-// not write past n).
+// portable AVX-512 intrinsics of avx512_emulation.h): every entry of a table, for every element
+// type, against the scalar table, bit for bit (outputs, dx and the reduced parameter-gradient
+// sums), at lengths 0..70 and a long odd length, on adversarial inputs, with canaries after every
+// output buffer (tails must not write past n).
 #pragma once
 #include <catch2/catch.hpp>
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <string>
+#include <type_traits>
 #include <vector>
 
+#include "core/float16.h"
 #include "core/lsq.h"
 #include "core/pact.h"
 #include "core/qil.h"
@@ -51,24 +54,45 @@ inline std::vector<float> adversarial(size_t n, uint64_t seed, float step) {
   return x;
 }
 
+// Outputs widened to float (exact for f16 / bf16), so one comparison serves every element type.
 struct Outputs {
   std::vector<float> y, dx;
   float sums[3] = {0, 0, 0};
 };
 
-template <class P>
+template <typename T>
+T canary_of() {
+  if constexpr (std::is_same_v<T, float>) {
+    return kCanary;
+  } else {
+    return T{0x5A5A};
+  }
+}
+
+template <typename T>
+std::vector<T> as_type(const std::vector<float>& v) {
+  std::vector<T> out(v.size());
+  for (size_t i = 0; i < v.size(); ++i) lowbit::store_from_float(&out[i], v[i]);
+  return out;
+}
+
+template <class P, typename T>
 Outputs run(lowbit::kernels::EstimatorForwardFn<P> fwd, lowbit::kernels::EstimatorBackwardFn<P> bwd, const P& p,
-            const std::vector<float>& x, const std::vector<float>& dy) {
+            const std::vector<T>& x, const std::vector<T>& dy) {
   const size_t n = x.size();
+  const T canary = canary_of<T>();
+  std::vector<T> y(n + kGuard, canary), dx(n + kGuard, canary);
   Outputs o;
-  o.y.assign(n + kGuard, kCanary);
-  o.dx.assign(n + kGuard, kCanary);
   const RngStream rng{11, 5};
-  if (fwd != nullptr) fwd(x.data(), o.y.data(), static_cast<int64_t>(n), p, rng);
-  if (bwd != nullptr) bwd(x.data(), dy.data(), o.dx.data(), static_cast<int64_t>(n), p, rng, o.sums);
+  if (fwd != nullptr) fwd(x.data(), y.data(), static_cast<int64_t>(n), p, rng);
+  if (bwd != nullptr) bwd(x.data(), dy.data(), dx.data(), static_cast<int64_t>(n), p, rng, o.sums);
   for (size_t i = n; i < n + kGuard; ++i) {
-    REQUIRE(o.y[i] == kCanary);
-    REQUIRE(o.dx[i] == kCanary);
+    REQUIRE(std::memcmp(&y[i], &canary, sizeof(T)) == 0);
+    REQUIRE(std::memcmp(&dx[i], &canary, sizeof(T)) == 0);
+  }
+  for (size_t i = 0; i < n + kGuard; ++i) {
+    o.y.push_back(lowbit::load_as_float(&y[i]));
+    o.dx.push_back(lowbit::load_as_float(&dx[i]));
   }
   return o;
 }
@@ -86,9 +110,10 @@ inline void require_same(const Outputs& a, const Outputs& b, const std::string& 
   }
 }
 
-// Table `t` against the scalar table `ref`, bit for bit (f32 entries). The caller checks first
-// that its CPU can run `t`.
-inline void check_table_equals_reference(const EstimatorKernels& t, const EstimatorKernels& ref) {
+// The entries of element type T (index e) of table `t` against those of the scalar table `ref`.
+template <typename T>
+void check_element_type(const EstimatorKernels& t, const EstimatorKernels& ref, int e, const char* elem,
+                        size_t long_length) {
   const float levels[] = {-1.0f, 0.0f, 1.0f, 2.0f};
   const float steps[] = {1.0f, 1.0f, 1.0f};
   const float thresholds[] = {-0.5f, 0.5f, 1.5f};
@@ -104,41 +129,51 @@ inline void check_table_equals_reference(const EstimatorKernels& t, const Estima
   const lowbit::PactParams pp = lowbit::make_pact_params(1.7f, 3, true);
   const lowbit::QilParams qp = lowbit::make_qil_params(0.9f, 0.6f, 1.4f, 4, true);
   const lowbit::DsqParams dp = lowbit::make_dsq_params(-1.2f, 1.5f, 0.2f, 3);
-  constexpr int f32 = 0;
   std::vector<size_t> lengths;
   for (size_t n = 0; n <= 70; ++n) lengths.push_back(n);
-  lengths.push_back(100003);
+  lengths.push_back(long_length);
   for (size_t n : lengths) {
-    const auto x = adversarial(n, 1000 + n, 0.125f);
-    auto dy = adversarial(n, 2000 + n, 0.5f);
-    for (float& v : dy) v = std::isfinite(v) && std::fabs(v) < 10 ? v : 0.5f;
-    const std::string at = std::string(t.isa_name) + " n=" + std::to_string(n);
+    const auto x = as_type<T>(adversarial(n, 1000 + n, 0.125f));
+    auto dyf = adversarial(n, 2000 + n, 0.5f);
+    for (float& v : dyf) v = std::isfinite(v) && std::fabs(v) < 10 ? v : 0.5f;
+    const auto dy = as_type<T>(dyf);
+    const std::string at = std::string(t.isa_name) + " " + elem + " n=" + std::to_string(n);
     for (int o = 0; o < 2; ++o) {
-      require_same(run(t.lsq_forward[f32][o], t.lsq_backward[f32][o], lp, x, dy),
-                   run(ref.lsq_forward[f32][o], ref.lsq_backward[f32][o], lp, x, dy), "lsq " + at);
+      require_same(run(t.lsq_forward[e][o], t.lsq_backward[e][o], lp, x, dy),
+                   run(ref.lsq_forward[e][o], ref.lsq_backward[e][o], lp, x, dy), "lsq " + at);
     }
     for (int fused = 0; fused < 2; ++fused) {
-      require_same(run<lowbit::LearnableGradParams>(nullptr, t.learnable_backward[f32][fused], gp, x, dy),
-                   run<lowbit::LearnableGradParams>(nullptr, ref.learnable_backward[f32][fused], gp, x, dy),
+      require_same(run<lowbit::LearnableGradParams, T>(nullptr, t.learnable_backward[e][fused], gp, x, dy),
+                   run<lowbit::LearnableGradParams, T>(nullptr, ref.learnable_backward[e][fused], gp, x, dy),
                    "learnable " + at);
     }
-    require_same(run(t.pact_forward[f32], t.pact_backward[f32][1], pp, x, dy),
-                 run(ref.pact_forward[f32], ref.pact_backward[f32][1], pp, x, dy), "pact " + at);
+    require_same(run(t.pact_forward[e], t.pact_backward[e][1], pp, x, dy),
+                 run(ref.pact_forward[e], ref.pact_backward[e][1], pp, x, dy), "pact " + at);
     for (int w = 0; w < 2; ++w) {
       for (int pw = 0; pw < 2; ++pw) {
-        require_same(run(t.qil_forward[f32][w][pw], t.qil_backward[f32][w][pw], qp, x, dy),
-                     run(ref.qil_forward[f32][w][pw], ref.qil_backward[f32][w][pw], qp, x, dy), "qil " + at);
+        require_same(run(t.qil_forward[e][w][pw], t.qil_backward[e][w][pw], qp, x, dy),
+                     run(ref.qil_forward[e][w][pw], ref.qil_backward[e][w][pw], qp, x, dy), "qil " + at);
       }
     }
     for (int soft = 0; soft < 2; ++soft) {
-      require_same(run(t.dsq_forward[f32][soft], t.dsq_backward[f32], dp, x, dy),
-                   run(ref.dsq_forward[f32][soft], ref.dsq_backward[f32], dp, x, dy), "dsq " + at);
+      require_same(run(t.dsq_forward[e][soft], t.dsq_backward[e], dp, x, dy),
+                   run(ref.dsq_forward[e][soft], ref.dsq_backward[e], dp, x, dy), "dsq " + at);
     }
     for (int hard = 0; hard < 2; ++hard) {
-      require_same(run(t.sigmoid_forward[f32][hard], t.sigmoid_backward[f32], sp, x, dy),
-                   run(ref.sigmoid_forward[f32][hard], ref.sigmoid_backward[f32], sp, x, dy), "sigmoid " + at);
+      require_same(run(t.sigmoid_forward[e][hard], t.sigmoid_backward[e], sp, x, dy),
+                   run(ref.sigmoid_forward[e][hard], ref.sigmoid_backward[e], sp, x, dy), "sigmoid " + at);
     }
   }
+}
+
+// Table `t` against the scalar table `ref`, bit for bit, for every element type (f16 and bf16
+// with a shorter long length: they share the float arithmetic and differ in loads, stores and
+// the zero-padded tails). The caller checks first that its CPU can run `t`.
+inline void check_table_equals_reference(const EstimatorKernels& t, const EstimatorKernels& ref) {
+  using lowbit::kernels::ElemType;
+  check_element_type<float>(t, ref, static_cast<int>(ElemType::F32), "f32", 100003);
+  check_element_type<lowbit::Half>(t, ref, static_cast<int>(ElemType::F16), "f16", 4099);
+  check_element_type<lowbit::BFloat16>(t, ref, static_cast<int>(ElemType::BF16), "bf16", 4099);
 }
 
 }  // namespace lowbit_estimator_test
