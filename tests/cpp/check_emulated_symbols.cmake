@@ -1,10 +1,17 @@
 # Fails the build when the emulated AVX-512 objects (test_avx512_emulated*.cpp, compiled with the
-# AVX2 flags against avx512_emulation.h) share a symbol with the real AVX-512 kernel objects they
-# are linked with: a symbol the emulated code references or defines weakly (an inline function,
-# a template instance, a table getter) and a real AVX-512 object also defines can resolve to the
-# real AVX-512 copy, which dies with SIGILL on a CPU without AVX-512 or silently tests the wrong
-# code (see cpp/core/isa_namespace.h and avx512_emulated_tu.h). Also fails on any reference to
-# the real lowbit::isa_avx512 namespace, defined or not.
+# AVX2 flags against avx512_emulation.h) can end up running code of the real AVX-512 kernel
+# objects they are linked with (cpp/core/isa_namespace.h, avx512_emulated_tu.h):
+#  * an undefined (U) reference of the emulated objects to a symbol the real AVX-512 objects
+#    define: it would resolve to the real AVX-512 copy (SIGILL on a CPU without AVX-512, or
+#    silently the wrong code under test);
+#  * a lowbit symbol defined weakly by both (an inline function or kernel template instance
+#    outside the emulated ISA namespace): one copy is kept for both;
+#  * any mention of the real lowbit::isa_avx512 namespace.
+# Weak instances of std:: (or other non-lowbit) templates, e.g. the destructor of the
+# std::vector<int16_t> in gemm_int8_impl.h that -O2 builds keep out of line, cannot take an ISA
+# namespace. They are allowed: the emulated objects come first on the link line (a target's own
+# objects precede its libraries), and the linker keeps the FIRST definition of a COMDAT group, so
+# the emulated (AVX2) copies win and the real AVX-512 copies are dropped, never the reverse.
 # Run as: cmake -DNM=<nm> -DEMULATED_OBJECTS=<a|b|...> -DREAL_OBJECTS=<a|b|...> -P this-file
 cmake_policy(SET CMP0057 NEW)  # if(... IN_LIST ...)
 foreach(v NM EMULATED_OBJECTS REAL_OBJECTS)
@@ -46,10 +53,15 @@ foreach(line IN LISTS emulated_lines)
     set(name "${CMAKE_MATCH_1}")
     set(type "${CMAKE_MATCH_2}")
     math(EXPR count "${count} + 1")
-    # Strong (T, D, B, R) definitions of the emulated objects would be duplicate-symbol link errors
-    # anyway; the hazards are the undefined (U) and weak / unique (W, V, u) ones.
-    if(name IN_LIST real_defined OR name MATCHES "isa_avx512[^_]")
+    # Strong (T, D, B, R) definitions shared with the real objects would be duplicate-symbol link
+    # errors anyway. Mangled lowbit names contain "6lowbit" (_ZN6lowbit..., _ZNK6lowbit..., and
+    # as a template argument).
+    if(name MATCHES "isa_avx512[^_]")
       list(APPEND shared "${type} ${name}")
+    elseif(name IN_LIST real_defined)
+      if(type STREQUAL "U" OR name MATCHES "6lowbit")
+        list(APPEND shared "${type} ${name}")
+      endif()
     endif()
   endif()
 endforeach()
