@@ -5,15 +5,13 @@
 // colsum correction, the K tail - on CPUs without AVX-512. It does not check instruction
 // encodings or the compiler's AVX-512 code generation: the real paths' tests run on machines with
 // the hardware (tests/test_int8_gemm.py, tests/test_requantize.py, test_int8_kernels).
+// The float kernels: test_avx512_emulated_affine.cpp, test_avx512_emulated_estimators.cpp.
 //
-// This TU is compiled with the AVX2 flags only; it defines the AVX-512 feature macros after
-// <immintrin.h> so the kernel headers' checks pass and isa_namespace.h selects isa_avx512, and it
-// renames the table getters so they cannot collide with the real AVX-512 objects.
-#include "avx512_emulation.h"
+// avx512_emulated_tu.h (first include) gives this TU its own ISA namespace and the AVX-512
+// feature macros; the table getters are renamed so they cannot collide with the real AVX-512
+// objects linked into the same binary.
+#include "avx512_emulated_tu.h"
 
-#define __AVX512F__ 1
-#define __AVX512BW__ 1
-#define __AVX512VNNI__ 1
 #define requant_kernels_avx512 requant_kernels_avx512_emulated
 #define gemm_int8_kernels_avx512vnni gemm_int8_kernels_avx512vnni_emulated
 

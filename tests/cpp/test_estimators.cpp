@@ -3,7 +3,8 @@
 // the per-element specs (lsq.h, pact.h, qil.h, soft_quant.h), and every estimator kernel of every
 // ISA table this CPU can run against the scalar table, bit for bit (outputs, dx and the reduced
 // parameter-gradient sums), at lengths 0..70 and a long odd length, on adversarial inputs, with
-// canaries after every output buffer (tails must not write past n).
+// canaries after every output buffer (tails must not write past n); that comparison is
+// estimator_kernel_checks.h, shared with the emulated AVX-512 suite.
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -12,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "estimator_kernel_checks.h"
 #include "core/lsq.h"
 #include "core/pact.h"
 #include "core/qil.h"
@@ -203,135 +205,27 @@ TEST_CASE("QIL spec: METHODS §5 transformer values", "[spec]") {
   }
 }
 
-// ---- every ISA table against the scalar table ------------------------------------------------
-
-namespace {
-
-constexpr size_t kGuard = 20;
-constexpr float kCanary = 12345.678f;
-
-std::vector<float> adversarial(size_t n, uint64_t seed, float step) {
-  lowbit_test::SplitMix64 rng(seed);
-  const float specials[] = {0.0f, -0.0f, kNaN, kInf, -kInf, 1e30f, -1e30f, 1e-40f, -1e-40f, step * 7.5f,
-                            -step * 8.5f, step * 0.5f, 1.0f, -1.0f, 3.0f};
-  std::vector<float> x(n);
-  for (size_t i = 0; i < n; ++i) {
-    const uint64_t pick = rng.next() % 8;
-    if (pick == 0) {
-      x[i] = specials[rng.next() % (sizeof specials / sizeof specials[0])];
-    } else if (pick < 3) {
-      x[i] = (static_cast<float>(rng.range(-20, 20)) + 0.5f) * step;  // rounding ties
-    } else {
-      x[i] = static_cast<float>((rng.uniform() * 2 - 1) * 3);
-    }
-  }
-  return x;
-}
-
-struct Outputs {
-  std::vector<float> y, dx;
-  float sums[3] = {0, 0, 0};
-};
-
-template <class P>
-Outputs run(lowbit::kernels::EstimatorForwardFn<P> fwd, lowbit::kernels::EstimatorBackwardFn<P> bwd, const P& p,
-            const std::vector<float>& x, const std::vector<float>& dy) {
-  const size_t n = x.size();
-  Outputs o;
-  o.y.assign(n + kGuard, kCanary);
-  o.dx.assign(n + kGuard, kCanary);
-  const RngStream rng{11, 5};
-  if (fwd != nullptr) fwd(x.data(), o.y.data(), static_cast<int64_t>(n), p, rng);
-  if (bwd != nullptr) bwd(x.data(), dy.data(), o.dx.data(), static_cast<int64_t>(n), p, rng, o.sums);
-  for (size_t i = n; i < n + kGuard; ++i) {
-    REQUIRE(o.y[i] == kCanary);
-    REQUIRE(o.dx[i] == kCanary);
-  }
-  return o;
-}
-
-void require_same(const Outputs& a, const Outputs& b, const std::string& what) {
-  for (size_t i = 0; i < a.y.size(); ++i) {
-    INFO(what << " element " << i << ": y " << describe(a.y[i]) << " vs " << describe(b.y[i]) << ", dx "
-              << describe(a.dx[i]) << " vs " << describe(b.dx[i]));
-    REQUIRE(same_float(a.y[i], b.y[i]));
-    REQUIRE(same_float(a.dx[i], b.dx[i]));
-  }
-  for (int k = 0; k < 3; ++k) {
-    INFO(what << " sum " << k << ": " << describe(a.sums[k]) << " vs " << describe(b.sums[k]));
-    REQUIRE(same_float(a.sums[k], b.sums[k]));
-  }
-}
-
-}  // namespace
+// ---- every ISA table against the scalar table (estimator_kernel_checks.h) ----------------
 
 TEST_CASE("estimator kernels: every ISA equals the scalar table bit for bit", "[kernels]") {
   const EstimatorKernels& ref = lowbit::kernels::estimator_kernels_scalar();
-  const float levels[] = {-1.0f, 0.0f, 1.0f, 2.0f};
-  const float steps[] = {1.0f, 1.0f, 1.0f};
-  const float thresholds[] = {-0.5f, 0.5f, 1.5f};
-  // T = 9: thresholds 1 and 2 share one exponential (span 9), threshold 3 has its own.
-  float ratios[3], centers[3];
-  int32_t group_ends[3];
-  const int32_t groups = lowbit::make_sigmoid_groups(9.0f, thresholds, 3, ratios, centers, group_ends);
-  REQUIRE(groups == 2);
-  const lowbit::SigmoidParams sp = lowbit::make_sigmoid_params(0.8f, 1.7f, 9.0f, levels[0], steps, thresholds, 3,
-                                                               ratios, centers, group_ends, groups);
-  const lowbit::LsqParams lp = lowbit::make_lsq_params(0.125f, 0.25f, -8, 7);
-  const lowbit::LearnableGradParams gp = lowbit::make_learnable_grad_params(0.0173f, 3.5f, -128, 127, 0.01f, true);
-  const lowbit::PactParams pp = lowbit::make_pact_params(1.7f, 3, true);
-  const lowbit::QilParams qp = lowbit::make_qil_params(0.9f, 0.6f, 1.4f, 4, true);
-  const lowbit::DsqParams dp = lowbit::make_dsq_params(-1.2f, 1.5f, 0.2f, 3);
-  constexpr int f32 = 0;
   for (int isa = 1; isa < lowbit::kernels::kNumIsas; ++isa) {
     if (!lowbit::kernels::isa_supported(static_cast<Isa>(isa))) {
       WARN("skipping the " << lowbit::kernels::isa_name(static_cast<Isa>(isa)) << " estimator tables: this CPU "
-                           << "cannot run them (machines that can run this case)");
+                           << "cannot run them (machines that can run this case; test_avx512_emulated runs "
+                           << "the AVX-512 sources against emulated intrinsics here)");
       continue;
     }
     const EstimatorKernels& t =
         isa == 1 ? lowbit::kernels::estimator_kernels_avx2() : lowbit::kernels::estimator_kernels_avx512();
-    std::vector<size_t> lengths;
-    for (size_t n = 0; n <= 70; ++n) lengths.push_back(n);
-    lengths.push_back(100003);
-    for (size_t n : lengths) {
-      const auto x = adversarial(n, 1000 + n, 0.125f);
-      auto dy = adversarial(n, 2000 + n, 0.5f);
-      for (float& v : dy) v = std::isfinite(v) && std::fabs(v) < 10 ? v : 0.5f;
-      const std::string at = std::string(t.isa_name) + " n=" + std::to_string(n);
-      for (int o = 0; o < 2; ++o) {
-        require_same(run(t.lsq_forward[f32][o], t.lsq_backward[f32][o], lp, x, dy),
-                     run(ref.lsq_forward[f32][o], ref.lsq_backward[f32][o], lp, x, dy), "lsq " + at);
-      }
-      for (int fused = 0; fused < 2; ++fused) {
-        require_same(run<lowbit::LearnableGradParams>(nullptr, t.learnable_backward[f32][fused], gp, x, dy),
-                     run<lowbit::LearnableGradParams>(nullptr, ref.learnable_backward[f32][fused], gp, x, dy),
-                     "learnable " + at);
-      }
-      require_same(run(t.pact_forward[f32], t.pact_backward[f32][1], pp, x, dy),
-                   run(ref.pact_forward[f32], ref.pact_backward[f32][1], pp, x, dy), "pact " + at);
-      for (int w = 0; w < 2; ++w) {
-        for (int pw = 0; pw < 2; ++pw) {
-          require_same(run(t.qil_forward[f32][w][pw], t.qil_backward[f32][w][pw], qp, x, dy),
-                       run(ref.qil_forward[f32][w][pw], ref.qil_backward[f32][w][pw], qp, x, dy), "qil " + at);
-        }
-      }
-      for (int soft = 0; soft < 2; ++soft) {
-        require_same(run(t.dsq_forward[f32][soft], t.dsq_backward[f32], dp, x, dy),
-                     run(ref.dsq_forward[f32][soft], ref.dsq_backward[f32], dp, x, dy), "dsq " + at);
-      }
-      for (int hard = 0; hard < 2; ++hard) {
-        require_same(run(t.sigmoid_forward[f32][hard], t.sigmoid_backward[f32], sp, x, dy),
-                     run(ref.sigmoid_forward[f32][hard], ref.sigmoid_backward[f32], sp, x, dy), "sigmoid " + at);
-      }
-    }
+    lowbit_estimator_test::check_table_equals_reference(t, ref);
   }
 }
 
 TEST_CASE("stochastic estimator kernels: draws follow the element counter and not the call split", "[kernels]") {
   const auto& sk = lowbit::kernels::estimator_stochastic_kernels();
   const lowbit::LsqParams lp = lowbit::make_lsq_params(0.3f, 0.0f, -8, 7);
-  const auto x = adversarial(997, 3, 0.3f);
+  const auto x = lowbit_estimator_test::adversarial(997, 3, 0.3f);
   std::vector<float> whole(997), parts(997);
   sk.lsq_forward[0][0](x.data(), whole.data(), 997, lp, RngStream{42, 100});
   // The same elements in two calls whose counters continue where the first stopped.
