@@ -38,6 +38,7 @@ PYBIND11_MODULE(_C, m) {
     d["avx512vnni"] = f.avx512vnni;
     d["avxvnni"] = f.avxvnni;
     d["subnormal_operands_full_speed"] = f.subnormal_operands_full_speed;
+    d["avx512_emulated"] = f.avx512_emulated;
     return d;
   });
   m.def("supported_isas", [] {

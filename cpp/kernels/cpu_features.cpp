@@ -23,6 +23,13 @@ const CpuFeatures& cpu_features() {
     f.avx512vnni = __builtin_cpu_supports("avx512vnni");
     f.avxvnni = __builtin_cpu_supports("avxvnni");
     f.subnormal_operands_full_speed = __builtin_cpu_is("amd");
+#if defined(LOWBIT_EMULATE_AVX512)
+    // The emulated AVX-512 sources are compiled with the AVX2 flags: they need AVX2/FMA/F16C.
+    if (f.avx2 && f.fma && f.f16c) {
+      f.avx512f = f.avx512bw = f.avx512vl = f.avx512dq = f.avx512vnni = true;
+      f.avx512_emulated = true;
+    }
+#endif
     return f;
   }();
   return features;

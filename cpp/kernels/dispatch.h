@@ -26,6 +26,9 @@ struct CpuFeatures {
   // would make that variant many times slower. Kernels that feed subnormal operands on purpose
   // check this.
   bool subnormal_operands_full_speed = false;
+  // A LOWBIT_EMULATE_AVX512 test build (CMakeLists.txt): the avx512 flags above are reported
+  // true on any AVX2 CPU and the AVX-512 paths run on portable stand-ins for the intrinsics.
+  bool avx512_emulated = false;
 };
 
 const CpuFeatures& cpu_features();

@@ -25,6 +25,8 @@
 #endif
 
 #define LOWBIT_ISA_NS isa_avx512_emulated
+// Kernel sources test it where real registers matter (an asm register constraint).
+#define LOWBIT_AVX512_EMULATION 1
 
 #include "avx512_emulation.h"
 

@@ -77,8 +77,13 @@ inline __mmask16 mask32(F f) {
 inline int32_t wrap32(int64_t v) { return static_cast<int32_t>(static_cast<uint32_t>(static_cast<uint64_t>(v))); }
 }  // namespace emu
 
-// All-zero / broadcast / unaligned 64-byte load and store (VPXORD, VPBROADCASTD/Q, VMOVDQU32).
+// All-zero / broadcast / unaligned 64-byte load and store (VPXORD, VPBROADCASTB/D/Q, VMOVDQU32).
 inline __m512i _mm512_setzero_si512() { return emu::map32([](int) { return 0; }); }
+inline __m512i _mm512_set1_epi8(char v) {
+  __m512i r;
+  std::memset(r.s8, static_cast<unsigned char>(v), sizeof(r.s8));
+  return r;
+}
 inline __m512i _mm512_set1_epi32(int32_t v) { return emu::map32([=](int) { return v; }); }
 inline __m512i _mm512_set1_epi64(int64_t v) { return emu::map64([=](int) { return v; }); }
 inline __m512i _mm512_loadu_si512(const void* p) {
