@@ -253,6 +253,98 @@ inline void check_gemm_case(const GemmInt8Kernels& k, const std::string& name, i
   }
 }
 
+// The layouts a convolution hands the GEMM (int8_conv2d): patch rows padded with zero bytes to
+// whole quads and beyond (a_rows_padded, lda > K), and a chunk of rows [r0, m) run on its own,
+// writing its slice of a larger output (out_row_offset = r0; row_sums of the chunk's rows), into
+// the row-major s32 output and the channel-major per-image codes. Results must equal the exact
+// int64 sums of the whole matrix at the same positions.
+inline void check_gemm_conv_layouts(const GemmInt8Kernels& k, const std::string& name, int64_t m, int64_t n,
+                                    int64_t kk, bool signed_a, std::mt19937& rng) {
+  const int64_t lda = (kk + 3) / 4 * 4 + 4;  // whole quads plus one more zero quad
+  std::vector<int8_t> w(static_cast<size_t>(n * kk));
+  std::vector<uint8_t> a(static_cast<size_t>(m * lda), 0);
+  for (auto& v : w) v = static_cast<int8_t>(rng());
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t t = 0; t < kk; ++t) a[i * lda + t] = static_cast<uint8_t>(rng());
+  }
+  const int64_t panels = lowbit::kernels::gemm_num_panels(n);
+  std::vector<int8_t> packed(static_cast<size_t>(panels * lowbit::kernels::gemm_panel_bytes(kk)) + 1);
+  std::vector<int32_t> col_sums(static_cast<size_t>(panels * 16), 0);
+  lowbit::kernels::gemm_int8_pack_weight(w.data(), n, kk, packed.data(), col_sums.data());
+  auto code = [&](int64_t i, int64_t t) {
+    return signed_a ? int64_t{static_cast<int8_t>(a[i * lda + t])} : int64_t{a[i * lda + t]};
+  };
+  std::vector<int64_t> ref(static_cast<size_t>(m * n), 0);
+  std::vector<int32_t> row_sums(static_cast<size_t>(m), 0);
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t t = 0; t < kk; ++t) row_sums[i] += static_cast<int32_t>(code(i, t));
+    for (int64_t j = 0; j < n; ++j) {
+      for (int64_t t = 0; t < kk; ++t) ref[i * n + j] += code(i, t) * w[j * kk + t];
+    }
+  }
+  std::vector<int32_t> bias(static_cast<size_t>(panels * 16), 0), mult(bias.size(), 0), shift(bias.size(), 0),
+      wzp(bias.size(), 0);
+  for (int64_t j = 0; j < n; ++j) {
+    bias[j] = static_cast<int32_t>(rng() % 20001) - 10000;
+    mult[j] = (1 << 30) + static_cast<int32_t>(rng() % (1u << 30));
+    shift[j] = -static_cast<int32_t>(8 + rng() % 10);
+    wzp[j] = static_cast<int32_t>(rng() % 7) - 3;
+  }
+  const int ai = signed_a ? 1 : 0;
+  const int64_t image_rows = 1 + m / 3, images = (m + image_rows - 1) / image_rows;
+  for (int64_t r0 : {int64_t{0}, m / 2, m - 1}) {
+    GemmInt8Args args;
+    args.a = a.data() + r0 * lda;
+    args.lda = lda;
+    args.a_rows_padded = true;
+    args.packed = packed.data();
+    args.col_sums = col_sums.data();
+    args.m = m - r0;
+    args.n = n;
+    args.k = kk;
+    args.out_row_offset = r0;
+    std::vector<int32_t> c(static_cast<size_t>(m * n) + 1, 0);
+    args.c = c.data();
+    args.ldc = n;
+    k.gemm[ai][0](args, 0, m - r0, 0, panels);
+    for (int64_t i = r0; i < m; ++i) {
+      for (int64_t j = 0; j < n; ++j) {
+        INFO(name << " " << k.names[ai][0] << " padded rows, offset " << r0 << " m " << m << " n " << n << " k " << kk
+                  << " at " << i << "," << j);
+        REQUIRE(int64_t{c[i * n + j]} == ref[i * n + j]);
+      }
+    }
+    args.bias = bias.data();
+    args.multiplier = mult.data();
+    args.shift = shift.data();
+    args.w_zero_point = wzp.data();
+    args.row_sums = row_sums.data() + r0;
+    args.out_zero_point = -5;
+    args.qmin = -128;
+    args.qmax = 127;
+    args.out_type = GemmOutType::S8;
+    args.rounding = RequantRounding::Double;
+    std::vector<int8_t> out(static_cast<size_t>(images * image_rows * n) + 1, 0);
+    args.out = out.data();
+    args.out_transposed = true;
+    args.ldo = image_rows;
+    args.out_image_rows = image_rows;
+    args.out_image_stride = image_rows * n;
+    k.gemm[ai][1](args, 0, m - r0, 0, panels);
+    for (int64_t i = r0; i < m; ++i) {
+      for (int64_t j = 0; j < n; ++j) {
+        const int64_t accum = ref[i * n + j] + bias[j] - int64_t{wzp[j]} * row_sums[i];
+        const int32_t want = reference_requantize(static_cast<int32_t>(accum), mult[j], shift[j], -5, -128, 127,
+                                                  RequantRounding::Double);
+        const int64_t at = (i / image_rows) * image_rows * n + j * image_rows + i % image_rows;
+        INFO(name << " " << k.names[ai][1] << " padded rows, offset " << r0 << " m " << m << " n " << n << " k " << kk
+                  << " at " << i << "," << j);
+        REQUIRE(int32_t{out[at]} == want);
+      }
+    }
+  }
+}
+
 inline void check_gemm_table(const GemmInt8Kernels& k, const std::string& name) {
   std::mt19937 rng(11);
   const int64_t shapes[][3] = {{1, 1, 1}, {1, 16, 4}, {2, 17, 5}, {3, 33, 7},  {5, 15, 129}, {16, 16, 16},
@@ -262,6 +354,10 @@ inline void check_gemm_table(const GemmInt8Kernels& k, const std::string& name) 
       check_gemm_case(k, name, s[0], s[1], s[2], signed_a != 0, false, rng);
       if (!signed_a) check_gemm_case(k, name, s[0], s[1], s[2], false, true, rng);
     }
+  }
+  const int64_t conv_shapes[][3] = {{70, 16, 9}, {45, 33, 3}, {100, 32, 144}, {3, 16, 5}, {37, 17, 130}};
+  for (const auto& s : conv_shapes) {
+    for (int signed_a = 0; signed_a < 2; ++signed_a) check_gemm_conv_layouts(k, name, s[0], s[1], s[2], signed_a != 0, rng);
   }
 }
 
