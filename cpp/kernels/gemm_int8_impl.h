@@ -5,8 +5,7 @@
 // A micro-kernel U provides
 //   kMr, kPanels                 rows and 16-channel panels per micro-tile
 //   kName                        XNNPACK-style tile/ISA suffix, e.g. "2x16c4__avx2"
-//   scratch_elems(quads)         int16 scratch per panel group (0 if it reads the packed bytes);
-//                                quads = ceil(K/4), the tail quad included
+//   scratch_elems(k)             int16 scratch per panel group (0 if it reads the packed bytes)
 //   prepare(args, p, np, scratch) -> const void*   the B operand of panels [p, p + np)
 //   tile<A>(args, m, mr, b, np, p, out)            out[i][c] = Σ_k a[m+i][k]·W[16p+c][k] exactly
 //                                                   (mod 2^32) for i < mr, c < 16·np
@@ -214,8 +213,7 @@ BlockEpilogueFn pick_epilogue(GemmEpilogue e, const GemmInt8Args& a) {
 template <typename U, GemmAType A, GemmEpilogue E>
 void gemm_block(const GemmInt8Args& args, int64_t m_begin, int64_t m_end, int64_t p_begin, int64_t p_end) {
   using VI = typename U::VI;
-  const int64_t quads = kernels::gemm_num_quads(args.k);
-  std::vector<int16_t> scratch(static_cast<size_t>(U::scratch_elems(quads)));
+  std::vector<int16_t> scratch(static_cast<size_t>(U::scratch_elems(args.k)));
   constexpr int64_t ldt = U::kPanels * kGemmNr;
   static_assert(ldt <= kernels::kGemmMaxTileCols, "the transposed epilogue's block buffer holds kGemmMaxTileCols");
   static_assert(kBlockRows % U::kMr == 0, "tiles store whole kMr-row tiles: the block must hold them");

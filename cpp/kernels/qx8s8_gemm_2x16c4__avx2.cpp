@@ -56,7 +56,7 @@ struct Avx2Tile2x16 {
   using VI = simd::VecI32Avx2;
   static constexpr int64_t kMr = 2;
   static constexpr int kPanels = 1;
-  static int64_t scratch_elems(int64_t quads) { return quads * kGemmNr * kGemmKc; }
+  static int64_t scratch_elems(int64_t k) { return kernels::gemm_num_quads(k) * kGemmNr * kGemmKc; }
 
   // Widens one panel to int16 in full-quad form: scratch[q][c][j] = W[16p + c][4q + j], the tail
   // quad zero padded.
@@ -189,9 +189,21 @@ struct Avx2TileMaddubs7 {
   using VI = simd::VecI32Avx2;
   static constexpr int64_t kMr = 4;
   static constexpr int kPanels = 1;
-  static int64_t scratch_elems(int64_t) { return 0; }
-  static const void* prepare(const GemmInt8Args& args, int64_t p, int, int16_t*) {
-    return args.packed + p * kernels::gemm_panel_bytes(args.k);
+  // K % 4 != 0: a copy of the panel in full-quad form (the tail quad zero padded), built once per
+  // panel instead of a tail quad per tile; room for ceil(K/4) quads of 64 bytes, in int16 units.
+  static int64_t scratch_elems(int64_t k) {
+    return k % kGemmKc != 0 ? kernels::gemm_num_quads(k) * kGemmNr * kGemmKc / 2 : 0;
+  }
+  static const void* prepare(const GemmInt8Args& args, int64_t p, int, int16_t* scratch) {
+    const int8_t* panel = args.packed + p * kernels::gemm_panel_bytes(args.k);
+    if (args.k % kGemmKc == 0) return panel;
+    const int64_t full = args.k / kGemmKc;
+    int8_t* copy = reinterpret_cast<int8_t*>(scratch);
+    std::memcpy(copy, panel, static_cast<size_t>(full * kGemmNr * kGemmKc));
+    int8_t tail[kGemmNr * kGemmKc];
+    kernels::gemm_tail_quad(panel, args.k, tail);
+    std::memcpy(copy + full * kGemmNr * kGemmKc, tail, sizeof(tail));
+    return copy;
   }
 
   template <int MR>
@@ -225,7 +237,10 @@ struct Avx2TileMaddubs7 {
       LOWBIT_DOT(c31, x, w1);                                        \
     }                                                                \
   } while (0)
-    const int64_t full = args.k / kGemmKc, rest = args.k % kGemmKc;
+    // w is in full-quad form (prepare). Zero-padded rows (a_rows_padded) run the partial quad as
+    // a whole one against the zero-padded tail; otherwise the tail is added exactly afterwards.
+    const int64_t full = args.a_rows_padded ? kernels::gemm_num_quads(args.k) : args.k / kGemmKc;
+    const int64_t rest = args.a_rows_padded ? 0 : args.k % kGemmKc;
     // Rows past MR alias row 0 in the address arithmetic only; they are never loaded.
     const uint8_t* a1 = a0 + (MR > 1 ? lda : 0);
     const uint8_t* a2 = a0 + (MR > 2 ? 2 * lda : 0);
@@ -245,11 +260,7 @@ struct Avx2TileMaddubs7 {
     if constexpr (MR > 1) store(c10, c11, 1);
     if constexpr (MR > 2) store(c20, c21, 2);
     if constexpr (MR > 3) store(c30, c31, 3);
-    if (rest != 0) {
-      int8_t tail[kGemmNr * kGemmKc];
-      kernels::gemm_tail_quad(w, args.k, tail);
-      add_tail_quad<GemmAType::U8>(args, m, MR, tail, out, kGemmNr);
-    }
+    if (rest != 0) add_tail_quad<GemmAType::U8>(args, m, MR, w + 64 * full, out, kGemmNr);
   }
 
   // Exact-size tiles for the last rows: few-row blocks (LLM decode) waste no multiplies.

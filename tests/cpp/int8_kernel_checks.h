@@ -259,13 +259,13 @@ inline void check_gemm_case(const GemmInt8Kernels& k, const std::string& name, i
 // the row-major s32 output and the channel-major per-image codes. Results must equal the exact
 // int64 sums of the whole matrix at the same positions.
 inline void check_gemm_conv_layouts(const GemmInt8Kernels& k, const std::string& name, int64_t m, int64_t n,
-                                    int64_t kk, bool signed_a, std::mt19937& rng) {
+                                    int64_t kk, bool signed_a, bool seven_bit, std::mt19937& rng) {
   const int64_t lda = (kk + 3) / 4 * 4 + 4;  // whole quads plus one more zero quad
   std::vector<int8_t> w(static_cast<size_t>(n * kk));
   std::vector<uint8_t> a(static_cast<size_t>(m * lda), 0);
   for (auto& v : w) v = static_cast<int8_t>(rng());
   for (int64_t i = 0; i < m; ++i) {
-    for (int64_t t = 0; t < kk; ++t) a[i * lda + t] = static_cast<uint8_t>(rng());
+    for (int64_t t = 0; t < kk; ++t) a[i * lda + t] = static_cast<uint8_t>(seven_bit ? rng() % 128 : rng());
   }
   const int64_t panels = lowbit::kernels::gemm_num_panels(n);
   std::vector<int8_t> packed(static_cast<size_t>(panels * lowbit::kernels::gemm_panel_bytes(kk)) + 1);
@@ -310,7 +310,7 @@ inline void check_gemm_conv_layouts(const GemmInt8Kernels& k, const std::string&
     for (int64_t i = r0; i < m; ++i) {
       for (int64_t j = 0; j < n; ++j) {
         INFO(name << " " << k.names[ai][0] << " padded rows, offset " << r0 << " m " << m << " n " << n << " k " << kk
-                  << " at " << i << "," << j);
+                  << " seven_bit " << seven_bit << " at " << i << "," << j);
         REQUIRE(int64_t{c[i * n + j]} == ref[i * n + j]);
       }
     }
@@ -338,7 +338,7 @@ inline void check_gemm_conv_layouts(const GemmInt8Kernels& k, const std::string&
                                                   RequantRounding::Double);
         const int64_t at = (i / image_rows) * image_rows * n + j * image_rows + i % image_rows;
         INFO(name << " " << k.names[ai][1] << " padded rows, offset " << r0 << " m " << m << " n " << n << " k " << kk
-                  << " at " << i << "," << j);
+                  << " seven_bit " << seven_bit << " at " << i << "," << j);
         REQUIRE(int32_t{out[at]} == want);
       }
     }
@@ -357,7 +357,9 @@ inline void check_gemm_table(const GemmInt8Kernels& k, const std::string& name) 
   }
   const int64_t conv_shapes[][3] = {{70, 16, 9}, {45, 33, 3}, {100, 32, 144}, {3, 16, 5}, {37, 17, 130}};
   for (const auto& s : conv_shapes) {
-    for (int signed_a = 0; signed_a < 2; ++signed_a) check_gemm_conv_layouts(k, name, s[0], s[1], s[2], signed_a != 0, rng);
+    check_gemm_conv_layouts(k, name, s[0], s[1], s[2], /*signed_a=*/true, false, rng);
+    check_gemm_conv_layouts(k, name, s[0], s[1], s[2], /*signed_a=*/false, false, rng);
+    check_gemm_conv_layouts(k, name, s[0], s[1], s[2], /*signed_a=*/false, /*seven_bit=*/true, rng);
   }
 }
 
