@@ -22,6 +22,7 @@ CONFIGS = [
     (2, 4, 7, 9, 8, (3, 3), (2, 2), (0, 2), (2, 1), 4),       # depthwise, channel multiplier 2
     (1, 16, 5, 5, 33, (1, 1), (1, 1), (0, 0), (1, 1), 1),     # pointwise, OC not a multiple of 16
     (1, 5, 1, 1, 3, (1, 1), (1, 1), (0, 0), (1, 1), 1),       # 1x1 image
+    (5, 30, 9, 11, 20, (1, 1), (1, 1), (0, 0), (1, 1), 1),    # pointwise on the input itself (no im2col), K % 4 = 2
     (3, 2, 6, 11, 5, (5, 3), (3, 2), (2, 0), (1, 1), 1),
     (3, 6, 5, 13, 18, (2, 4), (3, 1), (4, 3), (1, 3), 6),    # depthwise x3, padding wider than the kernel
     (1, 2, 4, 3, 2, (1, 2), (1, 1), (0, 3), (1, 6), 2),       # depthwise, a tap column entirely in padding

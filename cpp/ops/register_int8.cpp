@@ -850,6 +850,18 @@ at::Tensor int8_conv2d_cpu(const at::Tensor& x, const at::Tensor& packed_weight,
   const at::Tensor xc = x.contiguous(at::MemoryFormat::ChannelsLast);
   const uint8_t* xp = static_cast<const uint8_t*>(xc.data_ptr());  // u8 and s8 codes are one byte
   const uint8_t* xp_end = xp + xc.numel();
+  // A pointwise convolution (1x1, stride 1, no padding, one group) has no patches to gather: the
+  // channels-last input is already the GEMM's [pixels, C] operand, so it runs as int8_linear does
+  // (run_gemm splits it over the threads), without an im2col copy of the whole input.
+  if (ks[0] == 1 && ks[1] == 1 && st[0] == 1 && st[1] == 1 && pd[0] == 0 && pd[1] == 0 && groups == 1) {
+    PlanRunLayout layout;
+    layout.lda = c;
+    layout.transposed = true;
+    layout.image_rows = pixels;
+    layout.image_stride = oc * pixels;
+    run_int8_linear_plan(plan, 0, oc, xp, rows, packed_groups, op_out, pixels, layout);
+    return out;
+  }
   // Patch rows padded with zero bytes to whole quads, so the GEMM needs no tail step for K % 4.
   const int64_t ldc = kernels::gemm_num_quads(k) * kernels::kGemmKc;
   const int64_t threads = at::get_num_threads();
