@@ -824,8 +824,7 @@ def _int_max_pool(node: fx.Node, module: Optional[nn.Module], quantizer: Quantiz
 
     Codes wider than 8 bits, ``return_indices`` and arguments computed in the graph keep PyTorch's pooling.
     """
-    if code_dtype(quantizer.qmin, quantizer.qmax) not in (torch.uint8, torch.int8) \
-            or not hasattr(torch.ops.lowbit, "int8_max_pool2d"):
+    if code_dtype(quantizer.qmin, quantizer.qmax) not in (torch.uint8, torch.int8):
         return None
     if node.op == "call_module":
         if type(module) is not nn.MaxPool2d or module.return_indices:

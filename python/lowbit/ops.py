@@ -343,6 +343,7 @@ def int8_conv2d(x: torch.Tensor, packed_weight: torch.Tensor, weight_col_sums: t
                                         multiplier, shift, out_zero_point, qmin, qmax, _pair(kernel_size),
                                         _pair(stride), _pair(padding), _pair(dilation), groups, rounding)
 
+
 __all__ += ["int8_max_pool2d"]
 
 
@@ -359,6 +360,7 @@ def int8_max_pool2d(x: torch.Tensor, kernel_size, stride=None, padding=0, dilati
     stride = [] if stride is None or (isinstance(stride, (list, tuple)) and len(stride) == 0) else _pair(stride)
     return torch.ops.lowbit.int8_max_pool2d(x, _pair(kernel_size), stride, _pair(padding), _pair(dilation),
                                             bool(ceil_mode))
+
 
 __all__ += ["int8_add_params", "int8_add"]
 
