@@ -850,16 +850,23 @@ at::Tensor int8_conv2d_cpu(const at::Tensor& x, const at::Tensor& packed_weight,
   const at::Tensor xc = x.contiguous(at::MemoryFormat::ChannelsLast);
   const uint8_t* xp = static_cast<const uint8_t*>(xc.data_ptr());  // u8 and s8 codes are one byte
   const uint8_t* xp_end = xp + xc.numel();
+  // Every GEMM below writes NCHW codes (channel-major runs of pixels, image by image) from rows of
+  // lda bytes; rows [row_offset, ...) of the batch's pixels when it runs on a chunk of them.
+  auto nchw_layout = [&](int64_t lda, bool rows_padded, int64_t row_offset) {
+    PlanRunLayout layout;
+    layout.lda = lda;
+    layout.a_rows_padded = rows_padded;
+    layout.transposed = true;
+    layout.image_rows = pixels;
+    layout.image_stride = oc * pixels;
+    layout.out_row_offset = row_offset;
+    return layout;
+  };
   // A pointwise convolution (1x1, stride 1, no padding, one group) has no patches to gather: the
   // channels-last input is already the GEMM's [pixels, C] operand, so it runs as int8_linear does
   // (run_gemm splits it over the threads), without an im2col copy of the whole input.
   if (ks[0] == 1 && ks[1] == 1 && st[0] == 1 && st[1] == 1 && pd[0] == 0 && pd[1] == 0 && groups == 1) {
-    PlanRunLayout layout;
-    layout.lda = c;
-    layout.transposed = true;
-    layout.image_rows = pixels;
-    layout.image_stride = oc * pixels;
-    run_int8_linear_plan(plan, 0, oc, xp, rows, packed_groups, op_out, pixels, layout);
+    run_int8_linear_plan(plan, 0, oc, xp, rows, packed_groups, op_out, pixels, nchw_layout(c, false, 0));
     return out;
   }
   // Patch rows padded with zero bytes to whole quads, so the GEMM needs no tail step for K % 4.
@@ -881,15 +888,8 @@ at::Tensor int8_conv2d_cpu(const at::Tensor& x, const at::Tensor& packed_weight,
       for (int64_t t = tb; t < te; ++t) {
         const int64_t g = t % groups, r0 = (t / groups) * chunk_rows, r1 = std::min(rows, r0 + chunk_rows);
         im2col_rows(geo, xp, xp_end, g, cols.data(), ldc, r0, r1);
-        PlanRunLayout layout;
-        layout.lda = ldc;
-        layout.a_rows_padded = true;
-        layout.transposed = true;
-        layout.image_rows = pixels;
-        layout.image_stride = oc * pixels;
-        layout.out_row_offset = r0;
         run_int8_linear_plan(plan, g * ocg, ocg, cols.data(), r1 - r0, packed_groups + g * group_packed_bytes,
-                             op_out + g * ocg * pixels, pixels, layout);
+                             op_out + g * ocg * pixels, pixels, nchw_layout(ldc, true, r0));
       }
     });
     return out;
@@ -898,12 +898,7 @@ at::Tensor int8_conv2d_cpu(const at::Tensor& x, const at::Tensor& packed_weight,
   // splits over the threads (by panels when there are many), or, for many small groups, the groups
   // themselves go to the threads, each with its own patch buffer. Groups write disjoint output
   // channels; the arithmetic per output is the same either way.
-  PlanRunLayout layout;
-  layout.lda = ldc;
-  layout.a_rows_padded = true;
-  layout.transposed = true;
-  layout.image_rows = pixels;
-  layout.image_stride = oc * pixels;
+  const PlanRunLayout layout = nchw_layout(ldc, true, 0);
   auto run_group = [&](int64_t g, uint8_t* cols, bool parallel_im2col) {
     if (parallel_im2col) {
       at::parallel_for(0, rows, std::max<int64_t>(1, kParallelGrain / ldc),

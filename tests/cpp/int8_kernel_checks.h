@@ -157,6 +157,20 @@ inline void check_requant_table(const RequantKernels& k, const std::string& name
   }
 }
 
+// The operand fields of a GEMM call: activations a[m][lda] times packed weights of n channels, depth kk.
+inline GemmInt8Args gemm_operands(const void* a, int64_t lda, const int8_t* packed, const int32_t* col_sums,
+                                  int64_t m, int64_t n, int64_t kk) {
+  GemmInt8Args args;
+  args.a = a;
+  args.lda = lda;
+  args.packed = packed;
+  args.col_sums = col_sums;
+  args.m = m;
+  args.n = n;
+  args.k = kk;
+  return args;
+}
+
 // One GEMM case on `k`: exact int64 sums (s32 epilogue) and the requantized codes (rq epilogue),
 // both compared with references computed here.
 inline void check_gemm_case(const GemmInt8Kernels& k, const std::string& name, int64_t m, int64_t n, int64_t kk,
@@ -180,14 +194,7 @@ inline void check_gemm_case(const GemmInt8Kernels& k, const std::string& name, i
       ref[i * n + j] = s;
     }
   }
-  GemmInt8Args args;
-  args.a = a.data();
-  args.lda = kk;
-  args.packed = packed.data();
-  args.col_sums = col_sums.data();
-  args.m = m;
-  args.n = n;
-  args.k = kk;
+  GemmInt8Args args = gemm_operands(a.data(), kk, packed.data(), col_sums.data(), m, n, kk);
   std::vector<int32_t> c(static_cast<size_t>(m * n) + 1, 0);
   args.c = c.data();
   args.ldc = n;
@@ -293,15 +300,8 @@ inline void check_gemm_conv_layouts(const GemmInt8Kernels& k, const std::string&
   const int ai = signed_a ? 1 : 0;
   const int64_t image_rows = 1 + m / 3, images = (m + image_rows - 1) / image_rows;
   for (int64_t r0 : {int64_t{0}, m / 2, m - 1}) {
-    GemmInt8Args args;
-    args.a = a.data() + r0 * lda;
-    args.lda = lda;
+    GemmInt8Args args = gemm_operands(a.data() + r0 * lda, lda, packed.data(), col_sums.data(), m - r0, n, kk);
     args.a_rows_padded = true;
-    args.packed = packed.data();
-    args.col_sums = col_sums.data();
-    args.m = m - r0;
-    args.n = n;
-    args.k = kk;
     args.out_row_offset = r0;
     std::vector<int32_t> c(static_cast<size_t>(m * n) + 1, 0);
     args.c = c.data();
