@@ -27,6 +27,10 @@ const GemmInt8Kernels& gemm_int8_kernels(Isa isa) {
   return gemm_int8_kernels_scalar();
 }
 
+const DwconvKernels& dwconv_kernels(Isa isa) {
+  return isa == Isa::Scalar ? dwconv_kernels_scalar() : dwconv_kernels_avx2();
+}
+
 const Int4Kernels& int4_kernels(Isa isa) {
   return isa == Isa::Scalar ? int4_kernels_scalar() : int4_kernels_avx2();
 }

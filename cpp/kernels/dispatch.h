@@ -7,6 +7,7 @@
 #include <string>
 
 #include "kernels/affine_kernels.h"
+#include "kernels/dwconv_s16.h"
 #include "kernels/gemm_int8.h"
 #include "kernels/int4_weight.h"
 #include "kernels/requant_kernels.h"
@@ -55,6 +56,9 @@ inline const RequantKernels& requant_kernels() { return requant_kernels(active_i
 // (AVX-512 F/BW without VNNI has no exact u8·s8 dot product faster than the AVX2 one).
 const GemmInt8Kernels& gemm_int8_kernels(Isa isa);
 inline const GemmInt8Kernels& gemm_int8_kernels() { return gemm_int8_kernels(active_isa()); }
+// Depthwise tap sums (int8_conv2d's direct depthwise path): the avx512 path runs the AVX2 kernel.
+const DwconvKernels& dwconv_kernels(Isa isa);
+inline const DwconvKernels& dwconv_kernels() { return dwconv_kernels(active_isa()); }
 // int4 weight-only GEMM: the avx512 path runs the AVX2 kernel (no AVX-512 version yet).
 const Int4Kernels& int4_kernels(Isa isa);
 inline const Int4Kernels& int4_kernels() { return int4_kernels(active_isa()); }

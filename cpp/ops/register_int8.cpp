@@ -696,14 +696,18 @@ void depthwise_conv_direct(const Int8LinearPlan& plan, const Code* x, const int8
   // Stride 1: the input plane goes once into a zero-padded int16 copy of x - zx, row pitch wp, so
   // every tap is one flat, branch-free loop over oh·wp "wide" outputs (the wp - ow columns past
   // each row's end are computed and dropped): long vector loops instead of one short loop per
-  // tap and row, which on small planes cost more to set up than to run.
+  // tap and row, which on small planes cost more to set up than to run. The tap sums run on the
+  // dispatched dwconv kernel (dwconv_s16.h; AVX2: two taps per vpmaddwd).
   const bool flat = geo.sh == 1 && geo.sw == 1;
+  const kernels::DwconvTapSumsFn tap_sums = kernels::dwconv_kernels().tap_sums;
   const int64_t hp = geo.h + 2 * geo.ph, wp = geo.w + 2 * geo.pw;
   const int64_t xpad_size = flat ? hp * wp + (geo.kw - 1) * geo.dw : 0;
   at::parallel_for(0, batch * oc, grain, [&](int64_t begin, int64_t end) {
     std::vector<int32_t> acc(static_cast<size_t>(flat ? geo.oh * wp : pixels));
     std::vector<int16_t> wt(static_cast<size_t>(taps));
     std::vector<int16_t> xpad(static_cast<size_t>(xpad_size), 0);
+    std::vector<const int16_t*> tap_src(static_cast<size_t>(taps));
+    std::vector<int16_t> tap_w(static_cast<size_t>(taps));
     int64_t xpad_plane = -1;  // the input plane b·C + g that xpad holds
     for (int64_t plane = begin; plane < end; ++plane) {
       const int64_t b = plane / oc, o = plane % oc, g = o / ocg, j = o % ocg;
@@ -721,16 +725,16 @@ void depthwise_conv_direct(const Int8LinearPlan& plan, const Code* x, const int8
             for (int64_t xi = 0; xi < geo.w; ++xi) dst[xi] = static_cast<int16_t>(xs[y * geo.w + xi] - zx16);
           }
         }
-        const int64_t wide = geo.oh * wp;
+        int64_t live = 0;  // taps with a nonzero weight
         for (int64_t i = 0; i < geo.kh; ++i) {
           for (int64_t jj = 0; jj < geo.kw; ++jj) {
             const int16_t wv = wt[i * geo.kw + jj];
             if (wv == 0) continue;
-            const int16_t* src = xpad.data() + i * geo.dh * wp + jj * geo.dw;
-            int32_t* a = acc.data();
-            for (int64_t q = 0; q < wide; ++q) a[q] += int32_t{wv} * int32_t{src[q]};
+            tap_src[live] = xpad.data() + i * geo.dh * wp + jj * geo.dw;
+            tap_w[live++] = wv;
           }
         }
+        tap_sums(acc.data(), geo.oh * wp, tap_src.data(), tap_w.data(), live);
         for (int64_t y = 1; y < geo.oh; ++y) {  // drop the wide columns: rows move down, in order
           std::memmove(acc.data() + y * geo.ow, acc.data() + y * wp, static_cast<size_t>(geo.ow) * sizeof(int32_t));
         }

@@ -1,4 +1,4 @@
-// Integer kernels (requantize, quantized add, int8 GEMM, int4 weight-only GEMM): every ISA table
+// Integer kernels (requantize, quantized add, int8 GEMM, depthwise tap sums, int4 weight-only GEMM): every ISA table
 // this CPU can run against the cpp/core formulas and exact int64 sums (int8_kernel_checks.h), and
 // the int4 paths against the scalar reference bit for bit. Paths the CPU lacks are reported.
 #include <catch2/catch.hpp>
@@ -59,6 +59,44 @@ TEST_CASE("requantize and quantized add tables equal the core formulas on every 
 TEST_CASE("int8 GEMM tables equal exact int64 sums and the fused requantization on every supported path") {
   for_each_supported_isa([](Isa isa) {
     lowbit_int8_test::check_gemm_table(lowbit::kernels::gemm_int8_kernels(isa), lowbit::kernels::isa_name(isa));
+  });
+}
+
+TEST_CASE("depthwise tap sums: every supported path equals exact sums with extreme operands and odd tap counts and tails") {
+  std::mt19937 rng(5);
+  for_each_supported_isa([&](Isa isa) {
+    const auto& table = lowbit::kernels::dwconv_kernels(isa);
+    for (int64_t taps : {0, 1, 2, 3, 9, 25}) {
+      for (int64_t n : {0, 1, 15, 16, 17, 40, 100}) {
+        for (int extreme = 0; extreme < 2; ++extreme) {
+          // Codes minus zero points lie in [-255, 255]; `extreme` puts every operand at +-255.
+          auto value = [&] {
+            const int v = extreme ? ((rng() & 1) ? 255 : -255) : static_cast<int>(rng() % 511) - 255;
+            return static_cast<int16_t>(v);
+          };
+          std::vector<std::vector<int16_t>> planes(static_cast<size_t>(taps), std::vector<int16_t>(static_cast<size_t>(n)));
+          std::vector<const int16_t*> src;
+          std::vector<int16_t> w;
+          for (auto& plane : planes) {
+            for (auto& v : plane) v = value();
+            src.push_back(plane.data());
+            w.push_back(value());
+          }
+          std::vector<int32_t> acc(static_cast<size_t>(n));
+          std::vector<int64_t> want(static_cast<size_t>(n));
+          for (int64_t q = 0; q < n; ++q) {
+            acc[q] = static_cast<int32_t>(rng() % 2001) - 1000;  // the bias the op starts from
+            want[q] = acc[q];
+            for (int64_t t = 0; t < taps; ++t) want[q] += int64_t{w[t]} * planes[t][q];
+          }
+          table.tap_sums(acc.data(), n, src.data(), w.data(), taps);
+          for (int64_t q = 0; q < n; ++q) {
+            INFO(table.name << " taps " << taps << " n " << n << " extreme " << extreme << " at " << q);
+            REQUIRE(int64_t{acc[q]} == want[q]);
+          }
+        }
+      }
+    }
   });
 }
 
