@@ -88,9 +88,10 @@ struct GemmInt8Args {
   int64_t lda = 0;
   // true: every row holds zero bytes from K up to the next multiple of kGemmKc (lda >= that), so
   // a kernel may read the last, partial quad as a whole one: a zero code times the zero padding of
-  // the packed tail quad adds exactly 0 (u8 and s8 alike; VNNI's +128 offset is not applied to
-  // it, because the VNNI tile ignores this flag). Spares short-K GEMMs (a 3x3 convolution of one
-  // channel has K = 9) the scalar tail step. false: kernels read exactly K bytes per row.
+  // the tail quad adds exactly 0 (u8 and s8 alike; on VNNI the +128 offset of s8 codes makes the
+  // padding 128, still times zero weights, and the colsum correction covers the real K only).
+  // Spares short-K GEMMs (a 3x3 convolution of one channel has K = 9) the scalar tail step.
+  // false: kernels read exactly K bytes per row.
   bool a_rows_padded = false;
   const int8_t* packed = nullptr;  // P panels of 16·K bytes (layout above)
   const int32_t* col_sums = nullptr;  // [P·16]

@@ -26,14 +26,34 @@ struct Avx512VnniTile8x32 {
   using VI = simd::VecI32Avx512;
   static constexpr int64_t kMr = 8;
   static constexpr int kPanels = 2;
-  static int64_t scratch_elems(int64_t) { return 0; }
-  static const void* prepare(const GemmInt8Args& args, int64_t p, int, int16_t*) {
-    return args.packed + p * kernels::gemm_panel_bytes(args.k);
+  // K % 4 != 0: the panels are copied to full-quad form (the tail quad zero padded) once per panel
+  // group, so a tile never rebuilds the tail and zero-padded rows run it as a whole quad.
+  static int64_t scratch_elems(int64_t k) {
+    return k % kGemmKc != 0 ? kPanels * kernels::gemm_num_quads(k) * kGemmNr * kGemmKc / 2 : 0;
+  }
+  // Bytes from one panel to the next in what prepare returns.
+  static int64_t panel_stride(int64_t k) {
+    return k % kGemmKc != 0 ? kernels::gemm_num_quads(k) * kGemmNr * kGemmKc : kernels::gemm_panel_bytes(k);
+  }
+  static const void* prepare(const GemmInt8Args& args, int64_t p, int np, int16_t* scratch) {
+    const int8_t* panels = args.packed + p * kernels::gemm_panel_bytes(args.k);
+    if (args.k % kGemmKc == 0) return panels;
+    const int64_t full = args.k / kGemmKc;
+    int8_t* copy = reinterpret_cast<int8_t*>(scratch);
+    for (int pp = 0; pp < np; ++pp) {
+      const int8_t* panel = panels + pp * kernels::gemm_panel_bytes(args.k);
+      int8_t* dst = copy + pp * panel_stride(args.k);
+      std::memcpy(dst, panel, static_cast<size_t>(full * kGemmNr * kGemmKc));
+      int8_t tail[kGemmNr * kGemmKc];
+      kernels::gemm_tail_quad(panel, args.k, tail);
+      std::memcpy(dst + full * kGemmNr * kGemmKc, tail, sizeof(tail));
+    }
+    return copy;
   }
 
   template <GemmAType A, int NP>
   static void tile_np(const GemmInt8Args& args, int64_t m, int64_t mr, const int8_t* w, int64_t p, int32_t* out) {
-    const int64_t panel_stride = kernels::gemm_panel_bytes(args.k);
+    const int64_t stride = panel_stride(args.k);
     const uint8_t* rows[kMr];
     for (int64_t i = 0; i < kMr; ++i) {
       // A missing row repeats the last real one; its results are not stored.
@@ -44,7 +64,10 @@ struct Avx512VnniTile8x32 {
       for (auto& v : row) v = _mm512_setzero_si512();
     }
     const __m512i offset = _mm512_set1_epi32(static_cast<int32_t>(0x80808080u));
-    const int64_t full = args.k / kGemmKc, rest = args.k % kGemmKc;
+    // Zero-padded rows run the tail quad as a whole one: zero codes (128 after the s8 offset) times
+    // its zero-padded weights add 0, and the colsum correction covers the real K only.
+    const int64_t full = args.a_rows_padded ? kernels::gemm_num_quads(args.k) : args.k / kGemmKc;
+    const int64_t rest = args.a_rows_padded ? 0 : args.k % kGemmKc;
     auto step = [&](const int32_t (&quad)[kMr], const int8_t* const (&wrow)[NP]) {
       __m512i wq[NP];
       for (int pp = 0; pp < NP; ++pp) wq[pp] = _mm512_loadu_si512(wrow[pp]);
@@ -58,7 +81,7 @@ struct Avx512VnniTile8x32 {
     const int8_t* wrow[NP];
     for (int64_t q = 0; q < full; ++q) {
       for (int64_t i = 0; i < kMr; ++i) quad[i] = load_quad(rows[i] + 4 * q);
-      for (int pp = 0; pp < NP; ++pp) wrow[pp] = w + pp * panel_stride + q * 64;
+      for (int pp = 0; pp < NP; ++pp) wrow[pp] = w + pp * stride + q * 64;
       step(quad, wrow);
     }
     for (int pp = 0; pp < NP; ++pp) {
@@ -73,9 +96,8 @@ struct Avx512VnniTile8x32 {
     if (rest != 0) {
       // The offset correction above covers all K (colsum), so the tail runs on a + 128 too.
       for (int pp = 0; pp < NP; ++pp) {
-        int8_t tail[kGemmNr * kGemmKc];
-        kernels::gemm_tail_quad(w + pp * panel_stride, args.k, tail);
-        add_tail_quad<A, /*kOffsetS8=*/true>(args, m, mr, tail, out + pp * kGemmNr, kPanels * kGemmNr);
+        add_tail_quad<A, /*kOffsetS8=*/true>(args, m, mr, w + pp * stride + full * 64, out + pp * kGemmNr,
+                                             kPanels * kGemmNr);
       }
     }
   }
