@@ -12,6 +12,9 @@
 //    intrinsic they call resolves to lowbit::_mm512_* from the emulation.
 // Each TU also renames the table getter it instantiates (#define affine_kernels_avx512 ...), so
 // the emulated table cannot collide with the real one.
+// A -DLOWBIT_EMULATE_AVX512=ON build force-includes this header (-include) into the library's own
+// AVX-512 sources instead: there they are the avx512 path, no real AVX-512 object exists, and the
+// table getters keep their names.
 #pragma once
 
 #if defined(LOWBIT_ISA_NS)
