@@ -12,6 +12,8 @@
 #pragma once
 #include <cstdint>
 
+#include "core/isa_namespace.h"
+
 namespace lowbit::kernels {
 
 using DwconvTapSumsFn = void (*)(int32_t* acc, int64_t n, const int16_t* const* src, const int16_t* w, int64_t taps);
@@ -26,3 +28,17 @@ const DwconvKernels& dwconv_kernels_scalar();
 const DwconvKernels& dwconv_kernels_avx2();
 
 }  // namespace lowbit::kernels
+
+// The specification, for outputs [q0, n): the scalar kernel, and the vector kernels' tails.
+namespace lowbit {
+LOWBIT_ISA_BEGIN
+inline void dwconv_tap_sums_reference(int32_t* acc, int64_t q0, int64_t n, const int16_t* const* src, const int16_t* w,
+                                      int64_t taps) {
+  for (int64_t t = 0; t < taps; ++t) {
+    const int32_t wt = w[t];
+    const int16_t* s = src[t];
+    for (int64_t q = q0; q < n; ++q) acc[q] += wt * int32_t{s[q]};
+  }
+}
+LOWBIT_ISA_END
+}  // namespace lowbit

@@ -7,7 +7,6 @@
 // its two accumulators in registers across all taps (one load-add-store per block, not per tap).
 #include <immintrin.h>
 
-#include "core/isa_namespace.h"
 #include "kernels/dwconv_s16.h"
 
 #if !defined(__AVX2__)
@@ -17,14 +16,6 @@
 namespace lowbit {
 LOWBIT_ISA_BEGIN
 namespace {
-
-inline void tap_sums_scalar(int32_t* acc, int64_t q0, int64_t n, const int16_t* const* src, const int16_t* w,
-                            int64_t taps) {
-  for (int64_t t = 0; t < taps; ++t) {
-    const int32_t wt = w[t];
-    for (int64_t q = q0; q < n; ++q) acc[q] += wt * int32_t{src[t][q]};
-  }
-}
 
 void s16_dwconv_taps__avx2(int32_t* acc, int64_t n, const int16_t* const* src, const int16_t* w, int64_t taps) {
   const int64_t pairs = taps / 2;
@@ -51,7 +42,7 @@ void s16_dwconv_taps__avx2(int32_t* acc, int64_t n, const int16_t* const* src, c
     _mm256_storeu_si256(out, _mm256_add_epi32(_mm256_loadu_si256(out), first));
     _mm256_storeu_si256(out + 1, _mm256_add_epi32(_mm256_loadu_si256(out + 1), second));
   }
-  tap_sums_scalar(acc, q, n, src, w, taps);
+  dwconv_tap_sums_reference(acc, q, n, src, w, taps);
 }
 
 }  // namespace
