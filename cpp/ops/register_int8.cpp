@@ -775,6 +775,13 @@ void depthwise_conv_direct(const Int8LinearPlan& plan, const Code* x, const int8
   });
 }
 
+// A 2-D window argument (kernel_size, stride, padding, dilation) of op: two elements, each >= lo.
+std::array<int64_t, 2> checked_pair(const char* op, at::IntArrayRef v, const char* name, int64_t lo) {
+  TORCH_CHECK(v.size() == 2, "lowbit.", op, ": ", name, " must have 2 elements, got ", v);
+  TORCH_CHECK(v[0] >= lo && v[1] >= lo, "lowbit.", op, ": ", name, " must be >= ", lo, ", got ", v);
+  return {v[0], v[1]};
+}
+
 int64_t conv_out_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad, int64_t dilation) {
   return (in + 2 * pad - dilation * (kernel - 1) - 1) / stride + 1;
 }
@@ -789,13 +796,8 @@ at::Tensor int8_conv2d_cpu(const at::Tensor& x, const at::Tensor& packed_weight,
   TORCH_CHECK(x.scalar_type() == at::kByte || x.scalar_type() == at::kChar, "lowbit.", op,
               ": x must be uint8 or int8 activation codes, got ", x.scalar_type());
   TORCH_CHECK(x.dim() == 4, "lowbit.", op, ": x must be 4-D NCHW, got shape ", x.sizes());
-  auto pair = [&](at::IntArrayRef v, const char* name, int64_t lo) {
-    TORCH_CHECK(v.size() == 2, "lowbit.", op, ": ", name, " must have 2 elements, got ", v);
-    TORCH_CHECK(v[0] >= lo && v[1] >= lo, "lowbit.", op, ": ", name, " must be >= ", lo, ", got ", v);
-    return std::array<int64_t, 2>{v[0], v[1]};
-  };
-  const auto ks = pair(kernel_size, "kernel_size", 1), st = pair(stride, "stride", 1), pd = pair(padding, "padding", 0),
-             dl = pair(dilation, "dilation", 1);
+  const auto ks = checked_pair(op, kernel_size, "kernel_size", 1), st = checked_pair(op, stride, "stride", 1),
+             pd = checked_pair(op, padding, "padding", 0), dl = checked_pair(op, dilation, "dilation", 1);
   check_same_device(x, "x", packed_weight, "packed_weight", op);
   check_same_device(x, "x", weight_col_sums, "weight_col_sums", op);
   TORCH_CHECK(weight_col_sums.scalar_type() == at::kInt && weight_col_sums.dim() == 1, "lowbit.", op,
@@ -1012,14 +1014,9 @@ at::Tensor int8_max_pool2d_cpu(const at::Tensor& x, at::IntArrayRef kernel_size,
     TORCH_CHECK(x.size(d) > 0, "lowbit.", op, ": x must have non-empty channel and spatial dimensions, got shape ",
                 x.sizes());
   }
-  auto pair = [&](at::IntArrayRef v, const char* name, int64_t lo) {
-    TORCH_CHECK(v.size() == 2, "lowbit.", op, ": ", name, " must have 2 elements, got ", v);
-    TORCH_CHECK(v[0] >= lo && v[1] >= lo, "lowbit.", op, ": ", name, " must be >= ", lo, ", got ", v);
-    return std::array<int64_t, 2>{v[0], v[1]};
-  };
-  const auto ks = pair(kernel_size, "kernel_size", 1);
-  const auto st = stride.empty() ? ks : pair(stride, "stride", 1);
-  const auto pd = pair(padding, "padding", 0), dl = pair(dilation, "dilation", 1);
+  const auto ks = checked_pair(op, kernel_size, "kernel_size", 1);
+  const auto st = stride.empty() ? ks : checked_pair(op, stride, "stride", 1);
+  const auto pd = checked_pair(op, padding, "padding", 0), dl = checked_pair(op, dilation, "dilation", 1);
   TORCH_CHECK(pd[0] <= ks[0] / 2 && pd[1] <= ks[1] / 2, "lowbit.", op, ": padding must be at most half of kernel_size, got padding ",
               padding, " and kernel_size ", kernel_size);
   const int64_t h = x.size(-2), w = x.size(-1);
