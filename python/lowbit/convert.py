@@ -120,10 +120,15 @@ def _is_six(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and v == 6
 
 
-def _tensor_args(node: fx.Node) -> list[fx.Node]:
+def _nodes_in(value) -> list[fx.Node]:
+    """The graph nodes inside an fx argument structure (nested tuples, lists and dicts)."""
     found: list[fx.Node] = []
-    fx.node.map_arg((node.args, node.kwargs), lambda n: found.append(n))
+    fx.node.map_arg(value, lambda n: found.append(n))
     return found
+
+
+def _tensor_args(node: fx.Node) -> list[fx.Node]:
+    return _nodes_in((node.args, node.kwargs))
 
 
 def _activation(node: fx.Node, modules: dict[str, nn.Module]) -> Optional[str]:
@@ -835,16 +840,9 @@ def _int_max_pool(node: fx.Node, module: Optional[nn.Module], quantizer: Quantiz
     params = dict(_MAX_POOL2D_DEFAULTS)
     params.update(zip(_MAX_POOL2D_ARGS, node.args[1:]))
     params.update({k: v for k, v in node.kwargs.items() if k in _MAX_POOL2D_ARGS})
-    if "kernel_size" not in params or params.pop("return_indices") \
-            or any(isinstance(a, fx.Node) for a in _tensor_args_of(params.values())):
+    if "kernel_size" not in params or params.pop("return_indices") or _nodes_in(list(params.values())):
         return None
     return IntMaxPool2d(**params)
-
-
-def _tensor_args_of(values) -> list:
-    found: list = []
-    fx.node.map_arg(list(values), lambda n: found.append(n))
-    return found
 
 
 def _lacks_integer_kernel(node: fx.Node, module: Optional[nn.Module]) -> bool:
