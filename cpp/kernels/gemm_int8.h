@@ -35,6 +35,7 @@
 //   K·128·128 for s8 (K <= 131071); int8_linear bounds the folded sum the same way.
 #pragma once
 #include <cstdint>
+#include <cstring>
 
 #include "core/requantize.h"
 
@@ -63,6 +64,18 @@ inline void gemm_tail_quad(const int8_t* panel, int64_t k, int8_t (&out)[kGemmNr
   const int8_t* tail = panel + full * kGemmNr * kGemmKc;
   for (int64_t c = 0; c < kGemmNr; ++c) {
     for (int64_t j = 0; j < kGemmKc; ++j) out[c * kGemmKc + j] = j < rest ? tail[c * rest + j] : 0;
+  }
+}
+
+// A whole panel in full-quad form: ceil(K/4) quads of 64 bytes, out[64q + 4c + j] = W[16p + c][4q + j],
+// the tail quad zero padded (for kernels that read every quad alike).
+inline void gemm_panel_full_quads(const int8_t* panel, int64_t k, int8_t* out) {
+  const int64_t full_bytes = (k / kGemmKc) * kGemmNr * kGemmKc;
+  std::memcpy(out, panel, static_cast<size_t>(full_bytes));
+  if (k % kGemmKc != 0) {
+    int8_t tail[kGemmNr * kGemmKc];
+    gemm_tail_quad(panel, k, tail);
+    std::memcpy(out + full_bytes, tail, sizeof(tail));
   }
 }
 

@@ -197,12 +197,8 @@ struct Avx2TileMaddubs7 {
   static const void* prepare(const GemmInt8Args& args, int64_t p, int, int16_t* scratch) {
     const int8_t* panel = args.packed + p * kernels::gemm_panel_bytes(args.k);
     if (args.k % kGemmKc == 0) return panel;
-    const int64_t full = args.k / kGemmKc;
     int8_t* copy = reinterpret_cast<int8_t*>(scratch);
-    std::memcpy(copy, panel, static_cast<size_t>(full * kGemmNr * kGemmKc));
-    int8_t tail[kGemmNr * kGemmKc];
-    kernels::gemm_tail_quad(panel, args.k, tail);
-    std::memcpy(copy + full * kGemmNr * kGemmKc, tail, sizeof(tail));
+    kernels::gemm_panel_full_quads(panel, args.k, copy);
     return copy;
   }
 

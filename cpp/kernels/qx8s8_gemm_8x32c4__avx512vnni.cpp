@@ -38,15 +38,10 @@ struct Avx512VnniTile8x32 {
   static const void* prepare(const GemmInt8Args& args, int64_t p, int np, int16_t* scratch) {
     const int8_t* panels = args.packed + p * kernels::gemm_panel_bytes(args.k);
     if (args.k % kGemmKc == 0) return panels;
-    const int64_t full = args.k / kGemmKc;
     int8_t* copy = reinterpret_cast<int8_t*>(scratch);
     for (int pp = 0; pp < np; ++pp) {
-      const int8_t* panel = panels + pp * kernels::gemm_panel_bytes(args.k);
-      int8_t* dst = copy + pp * panel_stride(args.k);
-      std::memcpy(dst, panel, static_cast<size_t>(full * kGemmNr * kGemmKc));
-      int8_t tail[kGemmNr * kGemmKc];
-      kernels::gemm_tail_quad(panel, args.k, tail);
-      std::memcpy(dst + full * kGemmNr * kGemmKc, tail, sizeof(tail));
+      kernels::gemm_panel_full_quads(panels + pp * kernels::gemm_panel_bytes(args.k), args.k,
+                                     copy + pp * panel_stride(args.k));
     }
     return copy;
   }
