@@ -142,9 +142,9 @@ def format_row(r) -> str:
             f"| {r['peak_pct']:.0f} | {r['peak_pct_u7']:.0f} |")
 
 
-INT4_HEADER = ("| thr | M | N | K | group | int4 f32 ms | fp32 ms | fp32/int4 | int4 bf16 ms | bf16 ms | bf16/int4 "
-               "| int4 Gweights/s |")
-INT4_SEPARATOR = "|" + "---|" * 12
+INT4_HEADER = ("| thr | M | N | K | group | int4 f32 ms | int4 unpacked-params ms | fp32 ms | fp32/int4 "
+               "| int4 bf16 ms | bf16 ms | bf16/int4 | int4 Gweights/s |")
+INT4_SEPARATOR = "|" + "---|" * 13
 
 
 def run_int4(threads_list, budget_s, print_fn=print, group=128, rows=LLM_M):
@@ -154,6 +154,7 @@ def run_int4(threads_list, budget_s, print_fn=print, group=128, rows=LLM_M):
     scale = torch.rand(n, k // group, generator=gen) * 0.01 + 1e-3
     zero = torch.full((n, k // group), 8, dtype=torch.int32)
     packed = ops.int4_pack_weight(q)
+    params = ops.int4_pack_params(scale, zero)
     w = ((q.float() - 8) * scale.repeat_interleave(group, 1)).contiguous()
     wb = w.bfloat16()
     for threads in threads_list:
@@ -162,12 +163,14 @@ def run_int4(threads_list, budget_s, print_fn=print, group=128, rows=LLM_M):
             x = torch.randn(m, k, generator=gen)
             xb = x.bfloat16()
             t = best_time({
-                "int4": lambda: ops.int4_weight_linear(x, packed, scale, zero),
+                "int4": lambda: ops.int4_weight_linear_packed(x, packed, params, n),
+                "int4_raw": lambda: ops.int4_weight_linear(x, packed, scale, zero),
                 "fp32": lambda: torch.nn.functional.linear(x, w),
-                "int4_bf16": lambda: ops.int4_weight_linear(xb, packed, scale, zero),
+                "int4_bf16": lambda: ops.int4_weight_linear_packed(xb, packed, params, n),
                 "bf16": lambda: torch.nn.functional.linear(xb, wb),
             }, budget_s)
-            print_fn(f"| {threads} | {m} | {n} | {k} | {group} | {t['int4'] * 1e3:.3f} | {t['fp32'] * 1e3:.3f} "
+            print_fn(f"| {threads} | {m} | {n} | {k} | {group} | {t['int4'] * 1e3:.3f} | {t['int4_raw'] * 1e3:.3f} "
+                     f"| {t['fp32'] * 1e3:.3f} "
                      f"| {t['fp32'] / t['int4']:.2f} | {t['int4_bf16'] * 1e3:.3f} | {t['bf16'] * 1e3:.3f} "
                      f"| {t['bf16'] / t['int4_bf16']:.2f} | {m * n * k / t['int4'] / 1e9:.1f} |")
 

@@ -42,20 +42,24 @@ def test_pack_unpack_round_trip_and_layout(n, k, group):
     packed = ops.int4_pack_weight(q)
     assert packed.shape == ((n + 7) // 8, k // 8, 8) and packed.dtype == torch.int32
     assert torch.equal(ops.int4_unpack_weight(packed, n), q)
-    # packed[b][t][i] holds q[8b + j][8t + i] in bits 4j..4j+3 (word i = column 8t + i of the block)
-    words = packed.view(-1, k).long() & 0xFFFFFFFF  # [blocks, K]
-    for row in range(n):
-        codes = (words[row // 8] >> (4 * (row % 8))) & 0xF
-        assert torch.equal(codes, q[row].long()), row
-    for row in range(n, words.shape[0] * 8):  # padding channels are zero
-        assert not ((words[row // 8] >> (4 * (row % 8))) & 0xF).any()
+    # packed[b][t][j] holds q[8b + j][8t + i] in bits 4i..4i+3 (word j = channel 8b + j over 8 columns)
+    words = packed.long() & 0xFFFFFFFF  # [blocks, K/8, 8]
+    shifts = 4 * torch.arange(8)
+    nibbles = (words.unsqueeze(-1) >> shifts) & 0xF  # [blocks, K/8, 8 channels, 8 columns]
+    codes = nibbles.permute(0, 2, 1, 3).reshape(-1, k)  # [blocks * 8, K]
+    assert torch.equal(codes[:n], q.long())
+    assert not codes[n:].any()  # padding channels are zero
 
 
 @pytest.mark.parametrize("path", ALL_PATHS)
 def test_int4_linear_paths_equal_scalar_and_reference(path):
     path_or_skip(path)
+    # The last three shapes cut the AVX2 kernel's per-thread activation buffer (128 KB) into chunks:
+    # 40 rows at group 128 into row chunks of 32 + 8 and K chunks of one group each; K = 8192 at
+    # group 64 into two K chunks for one row and for three.
     for n, k, group, m in [(1, 8, 8, 1), (37, 64, 16, 3), (13, 128, 128, 1), (70, 256, 32, 5), (9, 40, 8, 2),
-                           (64, 512, 64, 4), (17, 96, 96, 7)]:
+                           (64, 512, 64, 4), (17, 96, 96, 7), (20, 512, 128, 40), (16, 8192, 64, 1),
+                           (11, 8192, 64, 3)]:
         q, scale, zero, x, bias = _case(n, k, group, m, seed=n + k)
         packed = ops.int4_pack_weight(q)
         for b in (None, bias):
@@ -65,8 +69,47 @@ def test_int4_linear_paths_equal_scalar_and_reference(path):
                 got = ops.int4_weight_linear(x, packed, scale, zero, b)
             assert got.dtype == torch.float32 and got.shape == (m, n)
             assert torch.equal(got, want), (path, n, k, group, m)
+            with lowbit.use_kernel_path(path):
+                got_packed = ops.int4_weight_linear_packed(x, packed, ops.int4_pack_params(scale, zero), n, b)
+            assert torch.equal(got_packed, want), (path, n, k, group, m)
             err = (got.double() - _reference(x, q, scale, zero, b)).abs()
             assert (err <= _tolerance(x, q, scale)).all(), (n, k, group, err.max().item())
+
+
+@pytest.mark.parametrize("n, groups", [(1, 1), (8, 3), (21, 4)])
+def test_pack_params_layout(n, groups):
+    gen = torch.Generator().manual_seed(n)
+    scale = torch.rand(n, groups, generator=gen) + 0.1
+    zero = torch.randint(0, 16, (n, groups), dtype=torch.int32, generator=gen)
+    params = ops.int4_pack_params(scale, zero)
+    blocks = (n + 7) // 8
+    assert params.shape == (blocks, groups, 2, 8) and params.dtype == torch.float32
+    # params[b][g][0][l] = scale[8b + l][g], params[b][g][1][l] = zero_point[8b + l][g]; padding 0
+    padded_s = torch.zeros(blocks * 8, groups)
+    padded_z = torch.zeros(blocks * 8, groups)
+    padded_s[:n], padded_z[:n] = scale, zero.float()
+    assert torch.equal(params[:, :, 0, :], padded_s.view(blocks, 8, groups).transpose(1, 2))
+    assert torch.equal(params[:, :, 1, :], padded_z.view(blocks, 8, groups).transpose(1, 2))
+
+
+@pytest.mark.parametrize("path", ALL_PATHS)
+def test_int4_linear_ignores_the_callers_denormals_are_zero(path):
+    """torch.set_flush_denormal(True) sets DAZ, which would read the conversion-free variant's
+    subnormal weight operands as 0; the kernel clears it for its own duration and restores it."""
+    path_or_skip(path)
+    q, scale, zero, x, bias = _case(19, 128, 32, m=5, seed=14)
+    packed = ops.int4_pack_weight(q)
+    with lowbit.use_kernel_path("scalar"):
+        want = ops.int4_weight_linear(x, packed, scale, zero, bias)
+    if not torch.set_flush_denormal(True):
+        pytest.skip("this CPU has no denormals-are-zero mode")
+    try:
+        with lowbit.use_kernel_path(path):
+            got = ops.int4_weight_linear(x, packed, scale, zero, bias)
+        assert torch.tensor([2.0 ** -140]).item() == 0.0  # the caller's mode is still on
+    finally:
+        torch.set_flush_denormal(False)
+    assert torch.equal(got, want)
 
 
 @pytest.mark.parametrize("path", ALL_PATHS)
@@ -166,6 +209,18 @@ def test_int4_linear_matches_quantize_affine_workflow():
     (lambda q, s, z, x, p: ops.int4_weight_linear(x, p, s[:16], z[:16]), r"16 output channels and K = 64 pack to"),
     (lambda q, s, z, x, p: ops.int4_weight_linear(x, p, s, z, torch.zeros(23)), r"bias must be a 1-D floating-point"),
     (lambda q, s, z, x, p: ops.int4_unpack_weight(p, 30), r"30 output channels and K = 64 pack to"),
+    (lambda q, s, z, x, p: ops.int4_pack_params(s, z + 12), r"int4_pack_params: zero_point\[\d+\] = 1\d is outside"),
+    (lambda q, s, z, x, p: ops.int4_pack_params(s.neg(), z), r"int4_pack_params: scale must be positive"),
+    (lambda q, s, z, x, p: ops.int4_pack_params(s[0], z[0]), r"scale must be 2-D"),
+    (lambda q, s, z, x, p: ops.int4_weight_linear_packed(x, p, ops.int4_pack_params(s, z), 25),
+     r"packed_params must be the contiguous float32 tensor int4_pack_params returns for 25 output channels"),
+    (lambda q, s, z, x, p: ops.int4_weight_linear_packed(x, p, ops.int4_pack_params(s, z).double(), 24),
+     r"packed_params must be the contiguous float32 tensor"),
+    (lambda q, s, z, x, p: ops.int4_weight_linear_packed(x, p, ops.int4_pack_params(s[:, :3], z[:, :3]), 24),
+     r"packed_params has 3 groups per output channel"),
+    (lambda q, s, z, x, p: ops.int4_weight_linear_packed(x[:, :32], p, ops.int4_pack_params(s[:, :2], z[:, :2]), 24),
+     r"24 output channels and K = 32 pack to"),
+    (lambda q, s, z, x, p: ops.int4_weight_linear_packed(x, p, ops.int4_pack_params(s, z), -1), r"n must be >= 0"),
 ])
 def test_int4_bad_inputs(call, match):
     q, scale, zero, x, _ = _case(24, 64, 16, seed=9)
@@ -180,10 +235,10 @@ def test_int4_bad_inputs(call, match):
 @pytest.mark.parametrize("bad", ["nan", "inf", "zero", "negative", "tiny_subnormal", "zero_point_16",
                                  "zero_point_negative"])
 def test_int4_bad_parameter_values_every_path_and_position(path, threads, n, group, m, bad):
-    """The kernels check scale and zero_point as they read them (no separate pass); the error must
-    still name the element, wherever it sits: a full or the partial last channel block, the first
-    or the last group, either thread's share of the blocks, and no rows at all (then no kernel call
-    reads the parameters and the op checks them itself)."""
+    """scale and zero_point are checked while they are packed (a fast check per thread's share of
+    the channel blocks, then exact checks that name the element); the error must name it wherever it
+    sits: a full or the partial last channel block, the first or the last group, either thread's
+    share of the blocks, and with no rows at all."""
     path_or_skip(path)
     q, scale, zero, x, _ = _case(n, 64, group, m=m, seed=12)
     packed = ops.int4_pack_weight(q)
@@ -231,6 +286,10 @@ def test_opcheck_int4_ops():
     torch.library.opcheck(torch.ops.lowbit.int4_unpack_weight.default, (packed, 24))
     torch.library.opcheck(torch.ops.lowbit.int4_weight_linear.default, (x, packed, scale, zero, bias))
     torch.library.opcheck(torch.ops.lowbit.int4_weight_linear.default, (x.bfloat16(), packed, scale, zero, None))
+    torch.library.opcheck(torch.ops.lowbit.int4_pack_params.default, (scale, zero))
+    params = ops.int4_pack_params(scale, zero)
+    torch.library.opcheck(torch.ops.lowbit.int4_weight_linear_packed.default, (x, packed, params, 24, bias))
+    torch.library.opcheck(torch.ops.lowbit.int4_weight_linear_packed.default, (x.half(), packed, params, 24, None))
 
 
 def test_compile_fullgraph_int4_linear():
@@ -243,8 +302,11 @@ def test_compile_fullgraph_int4_linear():
     packed = ops.int4_pack_weight(q)
     backend = CompileCounterWithBackend("inductor")
 
+    params = ops.int4_pack_params(scale, zero)
+
     def f(x, scale):
-        return torch.relu(torch.ops.lowbit.int4_weight_linear(x, packed, scale, zero, bias))
+        y = torch.ops.lowbit.int4_weight_linear(x, packed, scale, zero, bias)
+        return torch.relu(y + torch.ops.lowbit.int4_weight_linear_packed(x, packed, params, 24, None))
 
     cf = torch.compile(f, backend=backend, fullgraph=True)
     for i in range(3):

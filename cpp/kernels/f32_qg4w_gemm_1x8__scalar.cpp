@@ -1,8 +1,7 @@
 // int4 weight-only GEMM, scalar reference: the arithmetic of int4_weight.h written out with
-// std::fma, one output at a time. The AVX2 path equals it bit for bit.
+// std::fma, one output at a time, on the unscaled activations. The AVX2 path equals it bit for bit.
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 
 #include "core/isa_namespace.h"
 #include "kernels/int4_weight.h"
@@ -11,16 +10,11 @@ namespace lowbit {
 LOWBIT_ISA_BEGIN
 namespace {
 
-bool f32_qg4w_gemm_1x8__scalar(const Int4LinearArgs& a, int64_t m0, int64_t m1, int64_t b0, int64_t b1) {
+void f32_qg4w_gemm_1x8__scalar(const Int4LinearArgs& a, int64_t m0, int64_t m1, int64_t b0, int64_t b1) {
   const int64_t tiles = a.k / kInt4Kb, group_tiles = tiles / a.groups;
-  bool params_ok = true;
-  for (int64_t i = b0 * kInt4Nr * a.groups; i < std::min(b1 * kInt4Nr, a.n) * a.groups; ++i) {
-    uint32_t bits;
-    std::memcpy(&bits, a.scale + i, sizeof(bits));
-    params_ok &= int4_param_ok(bits, a.zero[i]);
-  }
   for (int64_t b = b0; b < b1; ++b) {
     const uint32_t* block = a.packed + b * tiles * kInt4Nr;
+    const float* params = a.params + b * a.groups * 2 * kInt4Nr;
     for (int64_t j = 0; j < kInt4Nr && b * kInt4Nr + j < a.n; ++j) {
       const int64_t n = b * kInt4Nr + j;
       for (int64_t m = m0; m < m1; ++m) {
@@ -34,15 +28,13 @@ bool f32_qg4w_gemm_1x8__scalar(const Int4LinearArgs& a, int64_t m0, int64_t m1, 
               lanes[i] = std::fma(q, x[t * kInt4Kb + i], lanes[i]);
             }
           }
-          const int64_t pi = n * a.groups + g;
-          total = int4_group_step(total, int4_lane_tree(lanes), a.scale[pi],
-                                           static_cast<float>(a.zero[pi]), a.xsum[m * a.groups + g]);
+          const float s = params[(g * 2) * kInt4Nr + j], z = params[(g * 2 + 1) * kInt4Nr + j];
+          total = int4_group_step(total, int4_lane_tree(lanes), s, z, a.xsum[m * a.groups + g]);
         }
         a.y[m * a.ldy + n] = a.bias != nullptr ? total + a.bias[n] : total;
       }
     }
   }
-  return params_ok;
 }
 
 }  // namespace

@@ -1,29 +1,37 @@
 // int4 weight-only GEMM, AVX2 + FMA. Layout and arithmetic contract in int4_weight.h.
 //
-// Per 8-k tile one 32-byte weight load (8 channels × 8 k) and, per row, one 8-float activation
-// load; nibble j of the 8 words is channel j over those 8 k, so 8 weights cost one nibble
-// extraction (shared by the rows of a micro-tile) and one vfmadd per row, into a chain whose lanes
-// are the contract's k % 8 lanes. At the end of a group each chain is reduced with
-// vhaddps/vperm2f128 in the contract's tree order, scaled back by its power of two and combined
-// with the group's scale and zero point.
+// Per 8-k tile one 32-byte weight load (8 channels × 8 k). Nibble i of the 8 words is column
+// k = 8t + i of the block's 8 channels, so each extraction gives a vector of 8 channels that one
+// vfmadd multiplies by x[8t + i] broadcast, into the contract's chain i (k % 8 = i). The eight
+// chains are eight vectors of channels: the lane tree at the end of a group is 7 vertical vaddps,
+// and the group step reads the block's scale and zero point as two vectors (int4_pack_params).
+//
+// The broadcast activations come from a per-thread buffer xb[row][k][8] that holds
+// x[row][k]·(the variant's factor for chain k % 8), built once per K chunk and read by every
+// channel block as an FMA memory operand (a vbroadcastss per FMA measured ~15% slower on Zen 1).
+// The buffer covers at most kXbFloats floats: rows × K are cut into chunks that fit in L2, and
+// the running totals of a chunk's groups are carried to the next chunk.
 //
 // Extraction variants (int4_weight.h proves each bit-identical to the scalar reference under the
 // conditions the op checks): "subnormal" = one vpand per 8 weights and no conversion at all (the
-// default for ordinary activations); "cvt16" = vpand + vcvtdq2ps (under DAZ, or rows with an
-// exponent spread > 79); "shift" = vpsrld + vpand + vcvtdq2ps (NaN/Inf/subnormal/|x| >= 2^64).
-// On Zen 1 vcvtdq2ps ymm issues once per 2 cycles, which made it the bottleneck of the old kernel
-// (and+cvt+fma ≈ 3 cycles per 8 weights against and+fma ≈ 1.25).
+// default for ordinary activations on CPUs that take subnormal operands at full speed);
+// "cvt16" = vpand + vcvtdq2ps; "shift" = vpsrld + vpand + vcvtdq2ps (NaN/Inf/subnormal/
+// |x| >= 2^64). On Zen 1 vcvtdq2ps ymm issues once per 2 cycles, which made it the bottleneck of
+// the first kernel (and+cvt+fma ≈ 3 cycles per 8 weights against and+fma ≈ 1.25).
 //
-// Micro-tiles (rows × channels per pass over a group's weights), chosen by the rows left:
-//   1 × 8 (GEMV, LLM decode): 8 independent FMA chains, one activation load per 64 weights;
-//   2 × 4 and 4 × 2: the extraction is shared by 2 or 4 rows (8 chains either way, so everything
-//   stays in the 16 ymm registers); a group's weights (G/2 bytes per channel) and activations stay
-//   in L1 across the passes.
+// Micro-tiles (rows × chains per pass over a group's weights), chosen by the rows left:
+//   1 × 8 (GEMV, LLM decode): the 8 chains in registers, one weight load per 64 weights;
+//   2 × 4 and 4 × 2: the extraction is shared by 2 or 4 rows (8 accumulators either way, so
+//   everything stays in the 16 ymm registers); the group's weights (G/2 bytes per channel) and
+//   activations stay in L1 across the passes.
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <memory>
+#include <new>
 #include <utility>
-#include <vector>
 
 #include "core/isa_namespace.h"
 #include "kernels/int4_weight.h"
@@ -36,202 +44,266 @@ namespace lowbit {
 LOWBIT_ISA_BEGIN
 namespace {
 
-// How nibble j of the 8 words becomes 8 floats (int4_weight.h, "Nibble extraction"):
+using kernels::Int4Variant;
+
+// Broadcast-activation buffer per thread: 128 KB, inside every x86 core's L2.
+constexpr int64_t kXbFloats = int64_t{1} << 15;
+// Rows from which two channel blocks share each activation load. At one row the 1 × 8 tile (the
+// activation as the FMA's memory operand, 8 chains in registers) is faster: 1.42 against 1.69 ms
+// for 4096 x 4096 on Zen 1; at 8 and 32 rows two blocks are 5-10% faster than one.
+constexpr int64_t kTwoBlockRows = 2;
+
+// How nibble I of the 8 words becomes 8 floats (int4_weight.h, "Nibble extraction"):
 //   kShift:     q                      vpsrld + vpand + vcvtdq2ps (any activations)
-//   kCvt16:     q·16^j                 vpand + vcvtdq2ps (j = 7: vpsrld)
-//   kSubnormal: q·2^(kSubShift[j]-149) the masked bits themselves: one vpand (j = 6: vpsrld +
-//               vpand, j = 7: vpsrld). No FP-pipe uop at all; vcvtdq2ps costs 2 cycles per ymm
-//               on Zen 1 and was the bottleneck.
-enum class Variant { kShift, kCvt16, kSubnormal };
-
-constexpr int kPrefetchBytes = 1024;
-
-template <Variant V, int J>
+//   kCvt16:     q·16^I                 vpand + vcvtdq2ps (I = 7: vpsrld)
+//   kSubnormal: q·2^(kSubShift[I]-149) the masked bits themselves: one vpand (I = 6: vpsrld +
+//               vpand, I = 7: vpsrld). No FP-pipe uop at all.
+template <Int4Variant V, int I>
 inline __m256 nibble_as_float(__m256i w) {
-  if constexpr (V == Variant::kSubnormal) {
-    static_assert(kernels::kInt4SubShift[J] == (J < 6 ? 4 * J : J == 6 ? 20 : 0));
-    if constexpr (J == 7) return _mm256_castsi256_ps(_mm256_srli_epi32(w, 28));
-    if constexpr (J == 6) return _mm256_castsi256_ps(_mm256_and_si256(_mm256_srli_epi32(w, 4), _mm256_set1_epi32(0xF << 20)));
-    return _mm256_castsi256_ps(_mm256_and_si256(w, _mm256_set1_epi32(0xF << (4 * J))));
-  } else if constexpr (J == 7) {
+  if constexpr (V == Int4Variant::kSubnormal) {
+    static_assert(kernels::kInt4SubShift[I] == (I < 6 ? 4 * I : I == 6 ? 20 : 0));
+    if constexpr (I == 7) return _mm256_castsi256_ps(_mm256_srli_epi32(w, 28));
+    if constexpr (I == 6) return _mm256_castsi256_ps(_mm256_and_si256(_mm256_srli_epi32(w, 4), _mm256_set1_epi32(0xF << 20)));
+    return _mm256_castsi256_ps(_mm256_and_si256(w, _mm256_set1_epi32(0xF << (4 * I))));
+  } else if constexpr (I == 7) {
     return _mm256_cvtepi32_ps(_mm256_srli_epi32(w, 28));
-  } else if constexpr (V == Variant::kCvt16) {
-    return _mm256_cvtepi32_ps(_mm256_and_si256(w, _mm256_set1_epi32(0xF << (4 * J))));
+  } else if constexpr (V == Int4Variant::kCvt16) {
+    return _mm256_cvtepi32_ps(_mm256_and_si256(w, _mm256_set1_epi32(0xF << (4 * I))));
   } else {
-    return _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(w, 4 * J), _mm256_set1_epi32(0xF)));
+    return _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(w, 4 * I), _mm256_set1_epi32(0xF)));
   }
 }
 
-// The FMA chains of rows [0, MR) × channels [C0, C0 + C) over `tiles` tiles of one group, each
-// reduced by the contract's lane tree; r_out[row][C0 + c] receives the sum (times the variant's
-// power of two).
-template <int MR, int C, int C0, Variant V>
-__attribute__((always_inline)) inline void group_chains(const uint32_t* w, int64_t tiles, const float* x, int64_t ldx,
-                                                        float* r_out) {
-  static_assert(C == 2 || C == 4 || C == 8);
-  __m256 acc[MR][C];
+// The activation factor of chain i, as 8 lanes i = 0..7, that undoes nibble_as_float's power of
+// two: 2^-4i for kCvt16 (chain 7 is extracted unscaled), 2^-s_i for kSubnormal (the row's 2^(125 -
+// e_max) is applied separately), 1 for kShift.
+template <Int4Variant V>
+inline __m256 chain_factors() {
+  if constexpr (V == Int4Variant::kSubnormal) {
+    return _mm256_setr_ps(1.0f, 0x1p-4f, 0x1p-8f, 0x1p-12f, 0x1p-16f, 0x1p-20f, 0x1p-20f, 1.0f);
+  } else if constexpr (V == Int4Variant::kCvt16) {
+    return _mm256_setr_ps(1.0f, 0x1p-4f, 0x1p-8f, 0x1p-12f, 0x1p-16f, 0x1p-20f, 0x1p-24f, 1.0f);
+  } else {
+    return _mm256_set1_ps(1.0f);
+  }
+}
+
+// xb[kk][8] = x[kk]·factor(kk % 8) broadcast, for kk in [0, count) (count % 8 == 0). Every product
+// is exact (int4_weight.h): for kSubnormal the row factor 2^(125 - e_max) (up to 2^225) is applied
+// as two normal powers of two, each product staying normal.
+template <Int4Variant V>
+void build_broadcast_row(const float* x, int64_t count, int row_exp, float* xb) {
+  __m256 f1 = _mm256_set1_ps(1.0f), f2 = chain_factors<V>();
+  if constexpr (V == Int4Variant::kSubnormal) {
+    const int e = 125 - row_exp, e1 = e / 2;
+    f1 = _mm256_set1_ps(std::ldexp(1.0f, e1));
+    f2 = _mm256_mul_ps(f2, _mm256_set1_ps(std::ldexp(1.0f, e - e1)));  // 2^(e - e1 - s_i): normal, exact
+  }
+  for (int64_t t = 0; t < count; t += kInt4Kb) {
+    alignas(32) float v[kInt4Kb];
+    _mm256_store_ps(v, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + t), f1), f2));
+    for (int i = 0; i < kInt4Kb; ++i) _mm256_store_ps(xb + (t + i) * kInt4Nr, _mm256_broadcast_ss(v + i));
+  }
+}
+
+// The FMA chains [C0, C0 + C) of rows [0, MR) × channel blocks [0, NB) over the `tiles` tiles of
+// one group; chain[r][nb][C0 + c] receives chain C0 + c of row r and block nb (a vector of the
+// block's 8 channels). w: the first block's group weights, the next block block_words further.
+template <int MR, int NB, int C, int C0, Int4Variant V>
+__attribute__((always_inline)) inline void group_chains(const uint32_t* w, int64_t block_words, int64_t tiles,
+                                                        const float* xb, int64_t ldxb,
+                                                        __m256 (&chain)[MR][NB][kInt4Kb]) {
+  static_assert(C == 1 || C == 2 || C == 4 || C == 8);
+  __m256 acc[MR][NB][C];
   for (int r = 0; r < MR; ++r) {
-    for (int c = 0; c < C; ++c) acc[r][c] = _mm256_setzero_ps();
+    for (int nb = 0; nb < NB; ++nb) {
+      for (int c = 0; c < C; ++c) acc[r][nb][c] = _mm256_setzero_ps();
+    }
   }
   for (int64_t t = 0; t < tiles; ++t) {
-    // The weights are one sequential stream (blocks are contiguous); a software prefetch a
-    // kilobyte ahead keeps a little more of it in flight than the hardware prefetcher alone
-    // (about 2% at M = 1 on Zen 1, A/B on a loaded machine; 0.5 to 4 KB ahead measured alike).
-    _mm_prefetch(reinterpret_cast<const char*>(w + t * kInt4Nr) + kPrefetchBytes, _MM_HINT_T0);
-    const __m256i wt = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + t * kInt4Nr));
-    __m256 xv[MR];
-    for (int r = 0; r < MR; ++r) xv[r] = _mm256_loadu_ps(x + r * ldx + t * kInt4Kb);
+    // No software prefetch: with this layout one 1, 2 or 4 KB ahead measured no gain at M = 1 and
+    // 10% slower at M = 8 (where the passes re-read the group's weights from L1).
+    __m256i wt[NB];
+    for (int nb = 0; nb < NB; ++nb) {
+      wt[nb] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + nb * block_words + t * kInt4Nr));
+    }
+    const float* xt = xb + t * kInt4Kb * kInt4Nr;
     [&]<int... c>(std::integer_sequence<int, c...>) {
       (
           [&] {
-            const __m256 v = nibble_as_float<V, C0 + c>(wt);
-            for (int r = 0; r < MR; ++r) acc[r][c] = _mm256_fmadd_ps(v, xv[r], acc[r][c]);
+            if constexpr (NB == 1) {  // the activation as the FMA's memory operand
+              const __m256 v = nibble_as_float<V, C0 + c>(wt[0]);
+              for (int r = 0; r < MR; ++r) {
+                acc[r][0][c] = _mm256_fmadd_ps(v, _mm256_load_ps(xt + r * ldxb + (C0 + c) * kInt4Nr), acc[r][0][c]);
+              }
+            } else {  // one activation load serves NB blocks
+              __m256 v[NB];
+              for (int nb = 0; nb < NB; ++nb) v[nb] = nibble_as_float<V, C0 + c>(wt[nb]);
+              for (int r = 0; r < MR; ++r) {
+                const __m256 xv = _mm256_load_ps(xt + r * ldxb + (C0 + c) * kInt4Nr);
+                for (int nb = 0; nb < NB; ++nb) acc[r][nb][c] = _mm256_fmadd_ps(v[nb], xv, acc[r][nb][c]);
+              }
+            }
           }(),
           ...);
     }(std::make_integer_sequence<int, C>{});
   }
-  // _mm256_hadd_ps(a, b) = [a0+a1, a2+a3, b0+b1, b2+b3 | a4+a5, a6+a7, b4+b5, b6+b7]: two rounds give
-  // (a0+a1)+(a2+a3) in the low and (a4+a5)+(a6+a7) in the high 128 bits; adding the halves
-  // completes the contract's tree.
   for (int r = 0; r < MR; ++r) {
-    float* out = r_out + r * kInt4Nr + C0;
-    if constexpr (C == 8) {
-      const __m256 q0 = _mm256_hadd_ps(_mm256_hadd_ps(acc[r][0], acc[r][1]), _mm256_hadd_ps(acc[r][2], acc[r][3]));
-      const __m256 q1 = _mm256_hadd_ps(_mm256_hadd_ps(acc[r][4], acc[r][5]), _mm256_hadd_ps(acc[r][6], acc[r][7]));
-      _mm256_storeu_ps(out, _mm256_add_ps(_mm256_permute2f128_ps(q0, q1, 0x20), _mm256_permute2f128_ps(q0, q1, 0x31)));
-    } else if constexpr (C == 4) {
-      const __m256 q = _mm256_hadd_ps(_mm256_hadd_ps(acc[r][0], acc[r][1]), _mm256_hadd_ps(acc[r][2], acc[r][3]));
-      _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(q), _mm256_extractf128_ps(q, 1)));
-    } else {
-      const __m256 h = _mm256_hadd_ps(acc[r][0], acc[r][1]);
-      const __m256 q = _mm256_hadd_ps(h, h);
-      _mm_storel_pi(reinterpret_cast<__m64*>(out), _mm_add_ps(_mm256_castps256_ps128(q), _mm256_extractf128_ps(q, 1)));
+    for (int nb = 0; nb < NB; ++nb) {
+      for (int c = 0; c < C; ++c) chain[r][nb][C0 + c] = acc[r][nb][c];
     }
   }
 }
 
-// Rows [m, m + MR) of channel block b, all groups; results (with bias) to out[MR][8]. sblk/zblk:
-// the block's zero-padded parameters (int4_block_params) for a partial block, null for a full one.
-template <int MR, int C, Variant V>
-__attribute__((noinline)) void tile(const Int4LinearArgs& a, int64_t m, int64_t b, const float* sblk, const float* zblk,
-                                    float* out) {
-  const int64_t tiles = a.k / kInt4Kb, group_tiles = tiles / a.groups;
-  const uint32_t* block = a.packed + b * tiles * kInt4Nr;
-  const float* x = (V == Variant::kSubnormal ? a.x_sub : a.x) + m * a.k;
-  // Back to the unscaled sums, exactly (int4_weight.h): per row and channel a power of two.
-  __m256 unscale[MR];
+// Rows [m, m + MR) of channel blocks [b, b + NB) over groups [g0, g1): total_io[nb·ld_total + r·8]
+// carries the running sums of block b + nb, row m + r in and out. xb: row m's broadcast
+// activations from k = g0·G on, rows ldxb floats apart.
+template <int MR, int NB, int C, Int4Variant V>
+__attribute__((noinline)) void tile(const Int4LinearArgs& a, int64_t m, int64_t b, int64_t g0, int64_t g1,
+                                    const float* xb, int64_t ldxb, float* total_io, int64_t ld_total) {
+  const int64_t tiles = a.k / kInt4Kb, group_tiles = tiles / a.groups, group = a.k / a.groups;
+  const int64_t block_words = tiles * kInt4Nr;
+  const uint32_t* block = a.packed + b * block_words;
+  const float* params = a.params + b * a.groups * 2 * kInt4Nr;
+  __m256 unscale[MR], total[MR][NB];
   for (int i = 0; i < MR; ++i) {
-    if constexpr (V == Variant::kSubnormal) {
-      unscale[i] = _mm256_mul_ps(_mm256_set1_ps(a.x_sub_unscale[m + i]),
-                                 _mm256_setr_ps(1.0f, 0x1p-4f, 0x1p-8f, 0x1p-12f, 0x1p-16f, 0x1p-20f, 0x1p-20f, 1.0f));
-    } else if constexpr (V == Variant::kCvt16) {
-      unscale[i] = _mm256_setr_ps(1.0f, 0x1p-4f, 0x1p-8f, 0x1p-12f, 0x1p-16f, 0x1p-20f, 0x1p-24f, 1.0f);
-    } else {
-      unscale[i] = _mm256_set1_ps(1.0f);
-    }
+    unscale[i] = _mm256_set1_ps(V == Int4Variant::kSubnormal ? a.row_unscale[m + i] : 1.0f);
+    for (int nb = 0; nb < NB; ++nb) total[i][nb] = _mm256_loadu_ps(total_io + nb * ld_total + i * kInt4Nr);
   }
-  alignas(32) float r[MR * kInt4Nr];
-  __m256 total[MR];
-  for (int i = 0; i < MR; ++i) total[i] = _mm256_setzero_ps();
-  for (int64_t g = 0; g < a.groups; ++g) {
+  for (int64_t g = g0; g < g1; ++g) {
+    __m256 chain[MR][NB][kInt4Kb];
     const uint32_t* wg = block + g * group_tiles * kInt4Nr;
-    const float* xg = x + g * group_tiles * kInt4Kb;
+    const float* xg = xb + (g - g0) * group * kInt4Nr;
     [&]<int... p>(std::integer_sequence<int, p...>) {
-      (group_chains<MR, C, p * C, V>(wg, group_tiles, xg, a.k, r), ...);
-    }(std::make_integer_sequence<int, kInt4Nr / C>{});
-    __m256 s, z;
-    if (sblk == nullptr) {  // full block: gather the 8 channels' parameters straight from [N][groups]
-      const float* sp = a.scale + b * kInt4Nr * a.groups + g;
-      const int32_t* zp = a.zero + b * kInt4Nr * a.groups + g;
-      const int64_t st = a.groups;
-      s = _mm256_setr_ps(sp[0], sp[st], sp[2 * st], sp[3 * st], sp[4 * st], sp[5 * st], sp[6 * st], sp[7 * st]);
-      z = _mm256_cvtepi32_ps(_mm256_setr_epi32(zp[0], zp[st], zp[2 * st], zp[3 * st], zp[4 * st], zp[5 * st],
-                                               zp[6 * st], zp[7 * st]));
-    } else {
-      s = _mm256_loadu_ps(sblk + g * kInt4Nr);
-      z = _mm256_loadu_ps(zblk + g * kInt4Nr);
-    }
-    for (int i = 0; i < MR; ++i) {
-      const __m256 sum = _mm256_mul_ps(_mm256_load_ps(r + i * kInt4Nr), unscale[i]);  // exact (int4_weight.h)
-      const __m256 xs = _mm256_broadcast_ss(a.xsum + (m + i) * a.groups + g);
-      total[i] = _mm256_fmadd_ps(s, _mm256_fnmadd_ps(z, xs, sum), total[i]);
-    }
-  }
-  __m256 bias = _mm256_setzero_ps();
-  if (a.bias != nullptr) {
-    alignas(32) float bb[kInt4Nr] = {};
-    for (int64_t l = 0; l < kInt4Nr && b * kInt4Nr + l < a.n; ++l) bb[l] = a.bias[b * kInt4Nr + l];
-    bias = _mm256_load_ps(bb);
-  }
-  for (int i = 0; i < MR; ++i) _mm256_storeu_ps(out + i * kInt4Nr, a.bias != nullptr ? _mm256_add_ps(total[i], bias) : total[i]);
-}
-
-// int4_param_ok over count (a multiple of 8) scales and zero points: signed min/max of the scale
-// bits (negatives, with the sign bit, fall below kInt4ScaleMinBits; NaN and Inf above
-// kInt4ScaleMaxBits) and the OR of the zero points (one outside [0, 15] sets a bit above bit 3).
-// Run on a block's parameters right after its tiles gathered them, so they are still in L1.
-bool params_ok_x8(const float* scale, const int32_t* zero, int64_t count) {
-  const __m256i min_bits = _mm256_set1_epi32(static_cast<int>(kernels::kInt4ScaleMinBits));
-  const __m256i max_bits = _mm256_set1_epi32(static_cast<int>(kernels::kInt4ScaleMaxBits));
-  __m256i smin = min_bits, smax = min_bits, zor = _mm256_setzero_si256();
-  for (int64_t i = 0; i < count; i += 8) {
-    const __m256i sb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(scale + i));
-    smin = _mm256_min_epi32(smin, sb);
-    smax = _mm256_max_epi32(smax, sb);
-    zor = _mm256_or_si256(zor, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(zero + i)));
-  }
-  const __m256i bad = _mm256_or_si256(
-      _mm256_or_si256(_mm256_cmpgt_epi32(min_bits, smin), _mm256_cmpgt_epi32(smax, max_bits)),
-      _mm256_and_si256(zor, _mm256_set1_epi32(~0xF)));
-  return _mm256_testz_si256(bad, bad) != 0;
-}
-
-template <int MR, int C>
-void run_tile(const Int4LinearArgs& a, int64_t m, int64_t b, const float* sblk, const float* zblk, float* out) {
-  // DAZ (MXCSR bit 6, per thread) would read the subnormal weights as zero.
-  if (a.x_sub != nullptr && (_mm_getcsr() & 0x40u) == 0) {
-    tile<MR, C, Variant::kSubnormal>(a, m, b, sblk, zblk, out);
-  } else if (a.x_in_scaled_range) {
-    tile<MR, C, Variant::kCvt16>(a, m, b, sblk, zblk, out);
-  } else {
-    tile<MR, C, Variant::kShift>(a, m, b, sblk, zblk, out);
-  }
-}
-
-bool f32_qg4w_gemm_4x8__avx2(const Int4LinearArgs& a, int64_t m0, int64_t m1, int64_t b0, int64_t b1) {
-  alignas(32) float out[4 * kInt4Nr];
-  std::vector<float> sblk(static_cast<size_t>(a.groups * kInt4Nr)), zblk(sblk.size());
-  bool params_ok = true;
-  for (int64_t b = b0; b < b1; ++b) {
-    const int64_t lanes = std::min<int64_t>(kInt4Nr, a.n - b * kInt4Nr);
-    // Only a partial last block needs the zero-padded copy of its parameters.
-    const float* sp = nullptr;
-    const float* zp = nullptr;
-    if (lanes < kInt4Nr) {
-      params_ok &= int4_block_params(a, b, sblk.data(), zblk.data());
-      sp = sblk.data();
-      zp = zblk.data();
-    }
-    for (int64_t m = m0; m < m1;) {
-      const int64_t rows = m1 - m;
-      int64_t mr = 1;
-      if (rows >= 4) {
-        mr = 4;
-        run_tile<4, 2>(a, m, b, sp, zp, out);
-      } else if (rows >= 2) {
-        mr = 2;
-        run_tile<2, 4>(a, m, b, sp, zp, out);
-      } else {
-        run_tile<1, 8>(a, m, b, sp, zp, out);
+      (group_chains<MR, NB, C, p * C, V>(wg, block_words, group_tiles, xg, ldxb, chain), ...);
+    }(std::make_integer_sequence<int, kInt4Kb / C>{});
+    for (int nb = 0; nb < NB; ++nb) {
+      const float* pg = params + (nb * a.groups + g) * 2 * kInt4Nr;
+      const __m256 s = _mm256_loadu_ps(pg), z = _mm256_loadu_ps(pg + kInt4Nr);
+      for (int i = 0; i < MR; ++i) {
+        const __m256* c = chain[i][nb];
+        __m256 r = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(c[0], c[1]), _mm256_add_ps(c[2], c[3])),
+                                 _mm256_add_ps(_mm256_add_ps(c[4], c[5]), _mm256_add_ps(c[6], c[7])));
+        if constexpr (V == Int4Variant::kSubnormal) r = _mm256_mul_ps(r, unscale[i]);  // exact (int4_weight.h)
+        const __m256 xs = _mm256_broadcast_ss(a.xsum + (m + i) * a.groups + g);
+        total[i][nb] = _mm256_fmadd_ps(s, _mm256_fnmadd_ps(z, xs, r), total[i][nb]);
       }
-      for (int64_t i = 0; i < mr; ++i) std::copy_n(out + i * kInt4Nr, lanes, a.y + (m + i) * a.ldy + b * kInt4Nr);
-      m += mr;
-    }
-    if (lanes == kInt4Nr) {  // a full block's parameters: 8·groups contiguous elements of each tensor
-      params_ok &= params_ok_x8(a.scale + b * kInt4Nr * a.groups, a.zero + b * kInt4Nr * a.groups, kInt4Nr * a.groups);
     }
   }
-  return params_ok;
+  for (int i = 0; i < MR; ++i) {
+    for (int nb = 0; nb < NB; ++nb) _mm256_storeu_ps(total_io + nb * ld_total + i * kInt4Nr, total[i][nb]);
+  }
+}
+
+struct AlignedFree {
+  void operator()(float* p) const { std::free(p); }
+};
+
+// A per-thread scratch buffer of at least `count` floats, 64-byte aligned, kept between calls:
+// at 128 KB a fresh allocation per call is an mmap plus 32 page faults (~15 us, 2% of a
+// 4096 x 4096 GEMV). `slot` tells the buffers of one call apart.
+float* thread_scratch(int slot, int64_t count) {
+  struct Buffer {
+    std::unique_ptr<float, AlignedFree> data;
+    int64_t capacity = 0;
+  };
+  thread_local Buffer buffers[2];
+  Buffer& buf = buffers[slot];
+  if (buf.capacity < count) {
+    const size_t bytes = (static_cast<size_t>(count) * sizeof(float) + 63) / 64 * 64;
+    float* p = static_cast<float*>(std::aligned_alloc(64, bytes));
+    if (p == nullptr) throw std::bad_alloc();
+    buf.data.reset(p);
+    buf.capacity = count;
+  }
+  return buf.data.get();
+}
+
+template <Int4Variant V>
+void run(const Int4LinearArgs& a, int64_t m0, int64_t m1, int64_t b0, int64_t b1) {
+  const int64_t group = a.k / a.groups, rows_total = m1 - m0, blocks = b1 - b0;
+  // Rows per chunk: as many as fit with one group each; then as many groups as fit for those rows.
+  const int64_t chunk_rows = std::clamp<int64_t>(kXbFloats / (kInt4Nr * group), 1, rows_total);
+  const int64_t chunk_groups = std::clamp<int64_t>(kXbFloats / (kInt4Nr * group * chunk_rows), 1, a.groups);
+  const int64_t ldxb = chunk_groups * group * kInt4Nr;
+  float* const xb = thread_scratch(0, chunk_rows * ldxb);
+  // Running totals of every (row, block) of a row chunk, [block][row][8].
+  float* const totals = thread_scratch(1, blocks * chunk_rows * kInt4Nr);
+  for (int64_t rc = m0; rc < m1; rc += chunk_rows) {
+    const int64_t rows = std::min(chunk_rows, m1 - rc);
+    std::fill_n(totals, blocks * chunk_rows * kInt4Nr, 0.0f);
+    for (int64_t g0 = 0; g0 < a.groups; g0 += chunk_groups) {
+      const int64_t g1 = std::min(a.groups, g0 + chunk_groups);
+      for (int64_t r = 0; r < rows; ++r) {
+        build_broadcast_row<V>(a.x + (rc + r) * a.k + g0 * group, (g1 - g0) * group,
+                               a.row_exp != nullptr ? a.row_exp[rc + r] : 0, xb + r * ldxb);
+      }
+      const int64_t ld_total = chunk_rows * kInt4Nr;
+      for (int64_t b = b0; b < b1;) {
+        // Two blocks at a time where the rows are several: one activation load then feeds two FMAs.
+        const int64_t nb = rows >= kTwoBlockRows && b + 1 < b1 ? 2 : 1;
+        float* tot = totals + (b - b0) * ld_total;
+        for (int64_t r = 0; r < rows;) {
+          const int64_t left = rows - r;
+          const float* x = xb + r * ldxb;
+          float* t = tot + r * kInt4Nr;
+          if (nb == 2) {
+            if (left >= 4) {
+              tile<4, 2, 1, V>(a, rc + r, b, g0, g1, x, ldxb, t, ld_total);
+              r += 4;
+            } else if (left >= 2) {
+              tile<2, 2, 2, V>(a, rc + r, b, g0, g1, x, ldxb, t, ld_total);
+              r += 2;
+            } else {
+              tile<1, 2, 4, V>(a, rc + r, b, g0, g1, x, ldxb, t, ld_total);
+              r += 1;
+            }
+          } else if (left >= 4) {
+            tile<4, 1, 2, V>(a, rc + r, b, g0, g1, x, ldxb, t, ld_total);
+            r += 4;
+          } else if (left >= 2) {
+            tile<2, 1, 4, V>(a, rc + r, b, g0, g1, x, ldxb, t, ld_total);
+            r += 2;
+          } else {
+            tile<1, 1, 8, V>(a, rc + r, b, g0, g1, x, ldxb, t, ld_total);
+            r += 1;
+          }
+        }
+        b += nb;
+      }
+    }
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t lanes = std::min<int64_t>(kInt4Nr, a.n - b * kInt4Nr);
+      const float* tot = totals + (b - b0) * chunk_rows * kInt4Nr;
+      for (int64_t r = 0; r < rows; ++r) {
+        float* y = a.y + (rc + r) * a.ldy + b * kInt4Nr;
+        for (int64_t l = 0; l < lanes; ++l) {
+          y[l] = a.bias != nullptr ? tot[r * kInt4Nr + l] + a.bias[b * kInt4Nr + l] : tot[r * kInt4Nr + l];
+        }
+      }
+    }
+  }
+}
+
+void f32_qg4w_gemm_4x8__avx2(const Int4LinearArgs& a, int64_t m0, int64_t m1, int64_t b0, int64_t b1) {
+  if (m1 <= m0 || b1 <= b0) return;
+  switch (a.variant) {
+    case Int4Variant::kSubnormal: {
+      // Denormals-are-zero (MXCSR bit 6, per thread) would read the subnormal weight operands as
+      // zero: run with it cleared and give the caller its MXCSR back.
+      const unsigned csr = _mm_getcsr();
+      if ((csr & 0x40u) != 0) _mm_setcsr(csr & ~0x40u);
+      run<Int4Variant::kSubnormal>(a, m0, m1, b0, b1);
+      if ((csr & 0x40u) != 0) _mm_setcsr(csr);
+      break;
+    }
+    case Int4Variant::kCvt16:
+      run<Int4Variant::kCvt16>(a, m0, m1, b0, b1);
+      break;
+    case Int4Variant::kShift:
+      run<Int4Variant::kShift>(a, m0, m1, b0, b1);
+      break;
+  }
 }
 
 }  // namespace

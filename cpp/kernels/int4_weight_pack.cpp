@@ -14,7 +14,9 @@ void int4_pack_weight(const uint8_t* codes, int64_t n, int64_t k, uint32_t* pack
   for (int64_t row = 0; row < n; ++row) {
     uint32_t* block = packed + (row / kInt4Nr) * tiles * kInt4Nr;
     const int64_t j = row % kInt4Nr;
-    for (int64_t kk = 0; kk < k; ++kk) block[kk] |= uint32_t{codes[row * k + kk]} << (4 * j);
+    for (int64_t kk = 0; kk < k; ++kk) {
+      block[(kk / kInt4Kb) * kInt4Nr + j] |= uint32_t{codes[row * k + kk]} << (4 * (kk % kInt4Kb));
+    }
   }
 }
 
@@ -23,8 +25,28 @@ void int4_unpack_weight(const uint32_t* packed, int64_t n, int64_t k, uint8_t* c
   for (int64_t row = 0; row < n; ++row) {
     const uint32_t* block = packed + (row / kInt4Nr) * tiles * kInt4Nr;
     const int64_t j = row % kInt4Nr;
-    for (int64_t kk = 0; kk < k; ++kk) codes[row * k + kk] = static_cast<uint8_t>((block[kk] >> (4 * j)) & 0xF);
+    for (int64_t kk = 0; kk < k; ++kk) {
+      codes[row * k + kk] = static_cast<uint8_t>((block[(kk / kInt4Kb) * kInt4Nr + j] >> (4 * (kk % kInt4Kb))) & 0xF);
+    }
   }
+}
+
+bool int4_pack_params(const float* scale, const int32_t* zero, int64_t n, int64_t groups, int64_t b_begin,
+                      int64_t b_end, float* params) {
+  const int64_t rows_begin = std::min(b_begin * kInt4Nr, n), rows_end = std::min(b_end * kInt4Nr, n);
+  const bool ok = int4_params_ok(scale + rows_begin * groups, zero + rows_begin * groups,
+                                 (rows_end - rows_begin) * groups);
+  for (int64_t b = b_begin; b < b_end; ++b) {
+    float* out = params + b * groups * 2 * kInt4Nr;
+    for (int64_t l = 0; l < kInt4Nr; ++l) {
+      const int64_t row = b * kInt4Nr + l;
+      for (int64_t g = 0; g < groups; ++g) {
+        out[(g * 2) * kInt4Nr + l] = row < n ? scale[row * groups + g] : 0.0f;
+        out[(g * 2 + 1) * kInt4Nr + l] = row < n ? static_cast<float>(zero[row * groups + g]) : 0.0f;
+      }
+    }
+  }
+  return ok;
 }
 
 bool int4_params_ok(const float* scale, const int32_t* zero, int64_t count) {
@@ -38,15 +60,15 @@ bool int4_params_ok(const float* scale, const int32_t* zero, int64_t count) {
   return bad == 0;
 }
 
-void int4_prepare_activations(const float* x, int64_t m, int64_t k, int64_t groups, float* xsum, float* x_sub,
-                              float* x_sub_unscale, Int4LinearArgs& args) {
+void int4_prepare_activations(const float* x, int64_t m, int64_t k, int64_t groups, Int4Variant fastest,
+                              float* xsum, int32_t* row_exp, float* row_unscale, Int4LinearArgs& args) {
   // Magnitudes as bit patterns: integer max/min loops that vectorize; |x| bits >= bits(Inf)
   // covers NaN and Inf.
   constexpr uint32_t lo_bits = 0x0D800000u;  // bits of kInt4ScaledMinAbs = 2^-100
   constexpr uint32_t hi_bits = 0x5F800000u;  // bits of kInt4ScaledMaxAbs = 2^64
   static_assert(lo_bits == (uint32_t{127 - 100} << 23) && hi_bits == (uint32_t{127 + 64} << 23));
   const int64_t group = k / groups;
-  bool in_scaled_range = true, sub_ok = x_sub != nullptr;
+  Int4Variant variant = fastest;
   for (int64_t r = 0; r < m; ++r) {
     const float* row = x + r * k;
     // Each group's sum is one chain of dependent adds in k order; eight groups side by side overlap
@@ -72,36 +94,24 @@ void int4_prepare_activations(const float* x, int64_t m, int64_t k, int64_t grou
       max_mag = std::max(max_mag, mag);
       min_mag = std::min(min_mag, mag == 0 ? 0xFFFFFFFFu : mag);
     }
-    x_sub_unscale[r] = 1.0f;
-    if (max_mag == 0) {  // all zeros: every variant gives zeros
-      if (sub_ok) std::fill_n(x_sub + r * k, k, 0.0f);
-      continue;
-    }
+    row_exp[r] = 0;
+    row_unscale[r] = 1.0f;
+    if (max_mag == 0) continue;  // all zeros: every variant gives zeros
     if (max_mag >= hi_bits || min_mag < lo_bits) {
-      in_scaled_range = sub_ok = false;
+      variant = Int4Variant::kShift;
       continue;
     }
-    if (!sub_ok) continue;  // x_sub not wanted, or an earlier row already rules it out
     const int e_max = static_cast<int>(max_mag >> 23) - 127, e_min = static_cast<int>(min_mag >> 23) - 127;
-    if (e_max - e_min > kInt4SubMaxExpSpread) {
-      sub_ok = false;
-      continue;
-    }
-    // x·2^c, c = 125 - e_max, by adding c to the exponent field: exact, |x|·2^c in [2^46, 2^126).
-    const uint32_t shift = static_cast<uint32_t>(125 - e_max) << 23;
-    for (int64_t kk = 0; kk < k; ++kk) {
-      uint32_t bits;
-      std::memcpy(&bits, row + kk, sizeof(bits));
-      bits += (bits & 0x7FFFFFFFu) != 0 ? shift : 0u;
-      std::memcpy(x_sub + r * k + kk, &bits, sizeof(bits));
-    }
-    x_sub_unscale[r] = std::ldexp(1.0f, 24 + e_max);
+    if (e_max - e_min > kInt4SubMaxExpSpread) variant = std::min(variant, Int4Variant::kCvt16);
+    row_exp[r] = e_max;
+    row_unscale[r] = std::ldexp(1.0f, 24 + e_max);
   }
+  if (variant != Int4Variant::kSubnormal) std::fill_n(row_unscale, m, 1.0f);
   args.x = x;
   args.xsum = xsum;
-  args.x_in_scaled_range = in_scaled_range;
-  args.x_sub = in_scaled_range && sub_ok ? x_sub : nullptr;  // sub_ok implies x_sub != nullptr
-  args.x_sub_unscale = x_sub_unscale;
+  args.variant = variant;
+  args.row_exp = row_exp;
+  args.row_unscale = row_unscale;
 }
 
 }  // namespace lowbit::kernels

@@ -1145,41 +1145,48 @@ at::Tensor int4_unpack_weight_cpu(const at::Tensor& packed, int64_t n) {
   return codes;
 }
 
-at::Tensor int4_weight_linear_cpu(const at::Tensor& x, const at::Tensor& packed_weight, const at::Tensor& scale,
-                                  const at::Tensor& zero_point, const std::optional<at::Tensor>& bias) {
-  constexpr const char* op = "int4_weight_linear";
-  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16 || x.scalar_type() == at::kHalf,
-              "lowbit.", op, ": x must be float32, bfloat16 or float16, got ", x.scalar_type());
-  TORCH_CHECK(x.dim() >= 1, "lowbit.", op, ": x must have at least one dimension (the K axis)");
-  check_same_device(x, "x", packed_weight, "packed_weight", op);
-  check_same_device(x, "x", scale, "scale", op);
-  check_same_device(x, "x", zero_point, "zero_point", op);
+// scale [N, groups] and zero_point (its shape) -> packed parameters [ceil(N/8), groups, 2, 8]
+// (int4_weight.h). The fast check runs while packing, in parallel; only when it fails do the exact
+// checks run (they name the element; a subnormal scale with a finite reciprocal passes them).
+at::Tensor pack_int4_params(const at::Tensor& scale, const at::Tensor& zero_point, const char* op) {
   TORCH_CHECK(scale.dim() == 2, "lowbit.", op, ": scale must be 2-D [out_features, K / group_size], got shape ",
               scale.sizes());
   TORCH_CHECK(zero_point.sizes() == scale.sizes(), "lowbit.", op, ": zero_point must have scale's shape ",
               scale.sizes(), ", got ", zero_point.sizes());
-  const int64_t k = x.size(-1), n = scale.size(0), groups = scale.size(1);
-  TORCH_CHECK(groups >= 1 && k % groups == 0, "lowbit.", op, ": scale has ", groups,
-              " groups per output channel, which does not divide K = ", k);
-  const int64_t group = k / groups;
-  TORCH_CHECK(group % kernels::kInt4Kb == 0, "lowbit.", op, ": the group size K / scale.size(1) = ", group,
-              " must be a multiple of 8");
-  check_int4_packed(packed_weight, n, k, op);
+  check_same_device(scale, "scale", zero_point, "zero_point", op);
   TORCH_CHECK(scale.is_floating_point(), "lowbit.", op, ": scale must be a floating-point tensor, got ",
               scale.scalar_type());
-  const at::Tensor s = scale.to(at::kFloat).contiguous();
   TORCH_CHECK(!zero_point.is_floating_point() && !zero_point.is_complex() && zero_point.scalar_type() != at::kBool,
               "lowbit.", op, ": zero_point must be an integer tensor (int32 preferred), got ", zero_point.scalar_type());
+  const at::Tensor s = scale.to(at::kFloat).contiguous();
   const at::Tensor z = zero_point.to(at::kInt).contiguous();
-  // The values of scale and zero_point are checked by the kernels (int4_param_ok, on each channel
-  // block's parameters right after its tiles read them, so in parallel and from L1); a separate
-  // pass here was serial and re-read 1 MB from memory at N = K = 4096, group 128. Only when that
-  // fast check fails do the exact checks run (they name the element; a subnormal scale with a
-  // finite reciprocal passes them and the computed result stands).
-  const auto check_params_exactly = [&] {
+  const int64_t n = s.size(0), groups = s.size(1);
+  const int64_t blocks = (n + kernels::kInt4Nr - 1) / kernels::kInt4Nr;
+  at::Tensor params = at::empty({blocks, groups, 2, kernels::kInt4Nr}, s.options());
+  std::atomic<bool> ok{true};
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 14) / std::max<int64_t>(1, kernels::kInt4Nr * groups));
+  at::parallel_for(0, blocks, grain, [&](int64_t b0, int64_t b1) {
+    if (!kernels::int4_pack_params(s.data_ptr<float>(), z.data_ptr<int32_t>(), n, groups, b0, b1,
+                                   params.data_ptr<float>())) {
+      ok.store(false, std::memory_order_relaxed);
+    }
+  });
+  if (!ok.load(std::memory_order_relaxed)) {
     checked_scale(s, op);
     checked_zero_point(z, 0, 15, op);
-  };
+  }
+  return params;
+}
+
+at::Tensor int4_pack_params_cpu(const at::Tensor& scale, const at::Tensor& zero_point) {
+  return pack_int4_params(scale, zero_point, "int4_pack_params");
+}
+
+// The shared body of int4_weight_linear and int4_weight_linear_packed: params is the packed
+// parameter tensor of n output channels (checked by the caller).
+at::Tensor int4_linear_impl(const at::Tensor& x, const at::Tensor& packed_weight, const at::Tensor& params, int64_t n,
+                            const std::optional<at::Tensor>& bias, const char* op) {
+  const int64_t k = x.size(-1), groups = params.size(1);
   at::Tensor b32;
   if (bias.has_value()) {
     TORCH_CHECK(bias->is_floating_point() && bias->dim() == 1 && bias->size(0) == n, "lowbit.", op,
@@ -1193,27 +1200,20 @@ at::Tensor int4_weight_linear_cpu(const at::Tensor& x, const at::Tensor& packed_
   std::vector<int64_t> out_sizes = x.sizes().vec();
   out_sizes.back() = n;
   at::Tensor y = at::empty({m, n}, x.options().dtype(at::kFloat));
-  if (m == 0 && !kernels::int4_params_ok(s.data_ptr<float>(), z.data_ptr<int32_t>(), s.numel())) {
-    check_params_exactly();  // no kernel call reads them
-  }
   if (m > 0 && n > 0) {
     const at::Tensor xf = x.to(at::kFloat).contiguous().view({m, k});
     const float* xp = xf.data_ptr<float>();
     const int64_t blocks = (n + kernels::kInt4Nr - 1) / kernels::kInt4Nr;
-    std::vector<float> xsum(static_cast<size_t>(m * groups));
+    std::vector<float> xsum(static_cast<size_t>(m * groups)), row_unscale(static_cast<size_t>(m));
+    std::vector<int32_t> row_exp(static_cast<size_t>(m));
     // The conversion-free "subnormal" variant only where subnormal operands cost nothing.
-    const bool want_sub = kernels::cpu_features().subnormal_operands_full_speed;
-    // Not zero-filled: int4_prepare_activations writes every row of x_sub before handing it to the
-    // kernels (and hands none over otherwise); at M = 1 the fill was a serial pass of its own.
-    const std::unique_ptr<float[]> x_sub(want_sub ? new float[static_cast<size_t>(m * k)] : nullptr);
-    std::vector<float> x_sub_unscale(static_cast<size_t>(m));
+    const kernels::Int4Variant fastest = kernels::cpu_features().subnormal_operands_full_speed
+                                             ? kernels::Int4Variant::kSubnormal
+                                             : kernels::Int4Variant::kCvt16;
     kernels::Int4LinearArgs args;
-    kernels::int4_prepare_activations(xp, m, k, groups, xsum.data(), x_sub.get(), x_sub_unscale.data(), args);
-    args.x = xp;
-    args.xsum = xsum.data();
+    kernels::int4_prepare_activations(xp, m, k, groups, fastest, xsum.data(), row_exp.data(), row_unscale.data(), args);
     args.packed = reinterpret_cast<const uint32_t*>(packed_weight.data_ptr<int32_t>());
-    args.scale = s.data_ptr<float>();
-    args.zero = z.data_ptr<int32_t>();
+    args.params = params.data_ptr<float>();
     args.bias = b32.defined() ? b32.data_ptr<float>() : nullptr;
     args.y = y.data_ptr<float>();
     args.m = m;
@@ -1223,13 +1223,53 @@ at::Tensor int4_weight_linear_cpu(const at::Tensor& x, const at::Tensor& packed_
     args.ldy = n;
     const auto& table = kernels::int4_kernels();
     const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, m * k));
-    std::atomic<bool> params_ok{true};
-    at::parallel_for(0, blocks, grain, [&](int64_t b0, int64_t b1) {
-      if (!table.linear(args, 0, m, b0, b1)) params_ok.store(false, std::memory_order_relaxed);
-    });
-    if (!params_ok.load(std::memory_order_relaxed)) check_params_exactly();
+    at::parallel_for(0, blocks, grain, [&](int64_t b0, int64_t b1) { table.linear(args, 0, m, b0, b1); });
   }
   return y.to(x.scalar_type()).view(out_sizes);
+}
+
+// x's dtype and rank, and K against the group size and the packed weight.
+void check_int4_linear_x(const at::Tensor& x, const at::Tensor& packed_weight, int64_t n, int64_t groups,
+                         const char* groups_from, const char* op) {
+  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16 || x.scalar_type() == at::kHalf,
+              "lowbit.", op, ": x must be float32, bfloat16 or float16, got ", x.scalar_type());
+  TORCH_CHECK(x.dim() >= 1, "lowbit.", op, ": x must have at least one dimension (the K axis)");
+  check_same_device(x, "x", packed_weight, "packed_weight", op);
+  const int64_t k = x.size(-1);
+  TORCH_CHECK(groups >= 1 && k % groups == 0, "lowbit.", op, ": ", groups_from, " has ", groups,
+              " groups per output channel, which does not divide K = ", k);
+  const int64_t group = k / groups;
+  TORCH_CHECK(group % kernels::kInt4Kb == 0, "lowbit.", op, ": the group size K / ", groups_from, ".size(1) = ", group,
+              " must be a multiple of 8");
+  check_int4_packed(packed_weight, n, k, op);
+}
+
+at::Tensor int4_weight_linear_cpu(const at::Tensor& x, const at::Tensor& packed_weight, const at::Tensor& scale,
+                                  const at::Tensor& zero_point, const std::optional<at::Tensor>& bias) {
+  constexpr const char* op = "int4_weight_linear";
+  check_same_device(x, "x", scale, "scale", op);
+  check_same_device(x, "x", zero_point, "zero_point", op);
+  TORCH_CHECK(scale.dim() == 2, "lowbit.", op, ": scale must be 2-D [out_features, K / group_size], got shape ",
+              scale.sizes());
+  check_int4_linear_x(x, packed_weight, scale.size(0), scale.size(1), "scale", op);
+  return int4_linear_impl(x, packed_weight, pack_int4_params(scale, zero_point, op), scale.size(0), bias, op);
+}
+
+at::Tensor int4_weight_linear_packed_cpu(const at::Tensor& x, const at::Tensor& packed_weight,
+                                         const at::Tensor& packed_params, int64_t n,
+                                         const std::optional<at::Tensor>& bias) {
+  constexpr const char* op = "int4_weight_linear_packed";
+  TORCH_CHECK(n >= 0, "lowbit.", op, ": n must be >= 0, got ", n);
+  check_same_device(x, "x", packed_params, "packed_params", op);
+  const int64_t blocks = (n + kernels::kInt4Nr - 1) / kernels::kInt4Nr;
+  TORCH_CHECK(packed_params.scalar_type() == at::kFloat && packed_params.dim() == 4 &&
+                  packed_params.size(0) == blocks && packed_params.size(2) == 2 &&
+                  packed_params.size(3) == kernels::kInt4Nr && packed_params.is_contiguous(),
+              "lowbit.", op, ": packed_params must be the contiguous float32 tensor int4_pack_params returns for ", n,
+              " output channels, [", blocks, ", groups, 2, 8]; got ", packed_params.scalar_type(), " of shape ",
+              packed_params.sizes());
+  check_int4_linear_x(x, packed_weight, n, packed_params.size(1), "packed_params", op);
+  return int4_linear_impl(x, packed_weight, packed_params, n, bias, op);
 }
 
 }  // namespace
@@ -1247,7 +1287,9 @@ TORCH_LIBRARY_IMPL(lowbit, CPU, m) {
   m.impl("int8_max_pool2d", &int8_max_pool2d_cpu);
   m.impl("int4_pack_weight", &int4_pack_weight_cpu);
   m.impl("int4_unpack_weight", &int4_unpack_weight_cpu);
+  m.impl("int4_pack_params", &int4_pack_params_cpu);
   m.impl("int4_weight_linear", &int4_weight_linear_cpu);
+  m.impl("int4_weight_linear_packed", &int4_weight_linear_packed_cpu);
 }
 
 }  // namespace lowbit::ops

@@ -86,10 +86,17 @@ TORCH_LIBRARY(lowbit, m) {
       tags);
   // int4 weight-only linear (cpp/kernels/int4_weight.h): 4-bit codes packed 8 per int32, per-group
   // scale and integer zero point (their [N, K / group] shape sets the group), float activations.
+  // int4_weight_linear packs the parameters per call; int4_weight_linear_packed takes them packed
+  // once by int4_pack_params (what a deployed layer stores).
   m.def("int4_pack_weight(Tensor codes) -> Tensor", tags);
   m.def("int4_unpack_weight(Tensor packed_weight, int n) -> Tensor", tags);
+  m.def("int4_pack_params(Tensor scale, Tensor zero_point) -> Tensor", tags);
   m.def(
       "int4_weight_linear(Tensor x, Tensor packed_weight, Tensor scale, Tensor zero_point, Tensor? bias=None) "
+      "-> Tensor",
+      tags);
+  m.def(
+      "int4_weight_linear_packed(Tensor x, Tensor packed_weight, Tensor packed_params, int n, Tensor? bias=None) "
       "-> Tensor",
       tags);
 }

@@ -148,9 +148,20 @@ def _int4_unpack_weight_fake(packed_weight, n):
     return packed_weight.new_empty((n, packed_weight.shape[1] * 8), dtype=torch.uint8)
 
 
+@torch.library.register_fake("lowbit::int4_pack_params")
+def _int4_pack_params_fake(scale, zero_point):
+    n, groups = scale.shape
+    return scale.new_empty(((n + 7) // 8, groups, 2, 8), dtype=torch.float32)
+
+
 @torch.library.register_fake("lowbit::int4_weight_linear")
 def _int4_weight_linear_fake(x, packed_weight, scale, zero_point, bias=None):
     return x.new_empty((*x.shape[:-1], scale.shape[0]))
+
+
+@torch.library.register_fake("lowbit::int4_weight_linear_packed")
+def _int4_weight_linear_packed_fake(x, packed_weight, packed_params, n, bias=None):
+    return x.new_empty((*x.shape[:-1], n))
 
 
 @torch.library.register_fake("lowbit::int8_pack_conv_weight")

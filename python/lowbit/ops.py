@@ -272,14 +272,15 @@ def int8_gemm_kernel_name(activation_dtype: torch.dtype = torch.uint8, epilogue:
 
     return _C.gemm_int8_kernel_name(activation_dtype == torch.int8, epilogue == "rq")
 
-__all__ += ["int4_pack_weight", "int4_unpack_weight", "int4_weight_linear"]
+__all__ += ["int4_pack_weight", "int4_unpack_weight", "int4_pack_params", "int4_weight_linear",
+            "int4_weight_linear_packed"]
 
 
 def int4_pack_weight(codes: torch.Tensor) -> torch.Tensor:
     """Pack 4-bit weight codes ``[N, K]`` (integers in ``[0, 15]``, ``K % 8 == 0``) for
-    :func:`int4_weight_linear`: int32 ``[ceil(N/8), K/8, 8]``; word ``[b, t, i]`` holds column
-    ``k = 8t + i`` of the eight output channels ``8b .. 8b+7``, channel ``8b + j`` in bits ``4j..4j+3``
-    (layout in ``cpp/kernels/int4_weight.h``; the same on every kernel path). Typically the codes come from
+    :func:`int4_weight_linear`: int32 ``[ceil(N/8), K/8, 8]``; word ``[b, t, j]`` holds output channel
+    ``8b + j`` at the eight columns ``k = 8t .. 8t+7``, column ``8t + i`` in bits ``4i..4i+3`` (layout in
+    ``cpp/kernels/int4_weight.h``; the same on every kernel path). Typically the codes come from
     :func:`quantize_affine` with ``(qmin, qmax) = (0, 15)`` and a ``[N, K // group]`` scale.
     """
     return torch.ops.lowbit.int4_pack_weight(codes)
@@ -288,6 +289,16 @@ def int4_pack_weight(codes: torch.Tensor) -> torch.Tensor:
 def int4_unpack_weight(packed_weight: torch.Tensor, n: int) -> torch.Tensor:
     """The uint8 codes ``[n, K]`` that :func:`int4_pack_weight` packed."""
     return torch.ops.lowbit.int4_unpack_weight(packed_weight, n)
+
+
+def int4_pack_params(scale: torch.Tensor, zero_point: torch.Tensor) -> torch.Tensor:
+    """Pack the per-group ``scale`` ``[N, K // group]`` and integer ``zero_point`` (same shape, in
+    ``[0, 15]``) for :func:`int4_weight_linear_packed`: float32 ``[ceil(N/8), K // group, 2, 8]``, the
+    scales and zero points of each block of eight output channels side by side per group. Validated
+    here, once (errors name the bad element), so that a deployed layer pays neither the checks nor the
+    re-arrangement per call.
+    """
+    return torch.ops.lowbit.int4_pack_params(scale, zero_point)
 
 
 def int4_weight_linear(x: torch.Tensor, packed_weight: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor,
@@ -304,9 +315,20 @@ def int4_weight_linear(x: torch.Tensor, packed_weight: torch.Tensor, scale: torc
         bias: optional float ``[N]``.
 
     Float arithmetic in a fixed order (``cpp/kernels/int4_weight.h``), so every kernel path gives
-    the same bits; against a float64 reference the error is that of float32 accumulation.
+    the same bits; against a float64 reference the error is that of float32 accumulation. This
+    form checks and packs ``scale`` and ``zero_point`` on every call (about 5-10% of a 4096 x 4096
+    GEMV); a layer called repeatedly should pack them once with :func:`int4_pack_params` and call
+    :func:`int4_weight_linear_packed`, which gives the same bits.
     """
     return torch.ops.lowbit.int4_weight_linear(x, packed_weight, scale, zero_point, bias)
+
+
+def int4_weight_linear_packed(x: torch.Tensor, packed_weight: torch.Tensor, packed_params: torch.Tensor, n: int,
+                              bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """:func:`int4_weight_linear` with the parameters packed once by :func:`int4_pack_params`; ``n``
+    is the number of output channels (``packed_weight`` and ``packed_params`` round it up to a
+    multiple of 8). Same result, bit for bit."""
+    return torch.ops.lowbit.int4_weight_linear_packed(x, packed_weight, packed_params, n, bias)
 
 __all__ += ["int8_pack_conv_weight", "int8_conv2d"]
 

@@ -34,13 +34,20 @@ void for_each_supported_isa(const Check& check) {
   }
 }
 
+// Packs scale and zero ([n][groups]) as int4_pack_params does, all blocks; REQUIREs them valid.
+std::vector<float> int4_params(const std::vector<float>& scale, const std::vector<int32_t>& zero, int64_t n,
+                               int64_t groups) {
+  std::vector<float> params(static_cast<size_t>((n + 7) / 8 * groups * 16));
+  REQUIRE(lowbit::kernels::int4_pack_params(scale.data(), zero.data(), n, groups, 0, (n + 7) / 8, params.data()));
+  return params;
+}
+
 // The weight and shape fields of an int4 kernel call; int4_prepare_activations has filled the
 // activation fields of `a`. Bias and output stay as the caller sets them.
-void set_int4_weights(lowbit::kernels::Int4LinearArgs& a, const uint32_t* packed, const float* scale,
-                      const int32_t* zero, int64_t m, int64_t n, int64_t k, int64_t groups) {
+void set_int4_weights(lowbit::kernels::Int4LinearArgs& a, const uint32_t* packed, const float* params, int64_t m,
+                      int64_t n, int64_t k, int64_t groups) {
   a.packed = packed;
-  a.scale = scale;
-  a.zero = zero;
+  a.params = params;
   a.m = m;
   a.n = n;
   a.k = k;
@@ -127,11 +134,16 @@ TEST_CASE("int8 GEMM packing round-trips and pads with zeros") {
 }
 
 TEST_CASE("int4 weight-only GEMM: every supported path equals the scalar reference bit for bit") {
+  using lowbit::kernels::Int4Variant;
   std::mt19937 rng(5);
+  // {m, n, k, groups}; the last three cut the AVX2 kernel's 128 KB activation buffer into row and
+  // K chunks (40 rows at group 128; K = 8192 at group 64).
   for (const auto& shape : {std::array<int64_t, 4>{1, 8, 8, 1}, std::array<int64_t, 4>{3, 37, 64, 4},
                             std::array<int64_t, 4>{5, 70, 256, 8}, std::array<int64_t, 4>{2, 9, 40, 1},
                             std::array<int64_t, 4>{7, 24, 128, 2}, std::array<int64_t, 4>{9, 17, 64, 8},
-                            std::array<int64_t, 4>{1, 32, 1024, 8}, std::array<int64_t, 4>{1, 21, 384, 3}}) {
+                            std::array<int64_t, 4>{1, 32, 1024, 8}, std::array<int64_t, 4>{1, 21, 384, 3},
+                            std::array<int64_t, 4>{40, 20, 512, 4}, std::array<int64_t, 4>{1, 16, 8192, 128},
+                            std::array<int64_t, 4>{3, 11, 8192, 128}}) {
     const int64_t m = shape[0], n = shape[1], k = shape[2], groups = shape[3];
     std::vector<uint8_t> q(static_cast<size_t>(n * k));
     for (auto& v : q) v = static_cast<uint8_t>(rng() % 16);
@@ -141,8 +153,9 @@ TEST_CASE("int4 weight-only GEMM: every supported path equals the scalar referen
     lowbit::kernels::int4_unpack_weight(packed.data(), n, k, back.data());
     REQUIRE(back == q);
     std::normal_distribution<float> normal;
-    std::vector<float> x(static_cast<size_t>(m * k)), xsum(static_cast<size_t>(m * groups));
-    std::vector<float> x_sub(x.size()), x_sub_unscale(static_cast<size_t>(m));
+    std::vector<float> x(static_cast<size_t>(m * k)), xsum(static_cast<size_t>(m * groups)),
+        row_unscale(static_cast<size_t>(m));
+    std::vector<int32_t> row_exp(static_cast<size_t>(m));
     for (auto& v : x) v = normal(rng);
     if (m > 2) {  // one all-zero row, and one spanning 2^70 (still the subnormal variant's range)
       std::fill_n(x.begin() + k, k, 0.0f);
@@ -154,33 +167,41 @@ TEST_CASE("int4 weight-only GEMM: every supported path equals the scalar referen
     for (auto& v : scale) v = 0.001f + static_cast<float>(rng() % 1000) * 1e-5f;
     for (auto& v : zero) v = static_cast<int32_t>(rng() % 16);
     for (auto& v : bias) v = normal(rng);
+    const std::vector<float> params = int4_params(scale, zero, n, groups);
     lowbit::kernels::Int4LinearArgs a;
-    lowbit::kernels::int4_prepare_activations(x.data(), m, k, groups, xsum.data(), x_sub.data(), x_sub_unscale.data(), a);
-    REQUIRE(a.x_in_scaled_range);
-    REQUIRE(a.x_sub != nullptr);
-    set_int4_weights(a, packed.data(), scale.data(), zero.data(), m, n, k, groups);
+    lowbit::kernels::int4_prepare_activations(x.data(), m, k, groups, Int4Variant::kShift, xsum.data(), row_exp.data(),
+                                              row_unscale.data(), a);
+    set_int4_weights(a, packed.data(), params.data(), m, n, k, groups);
     a.bias = bias.data();
     std::vector<float> want(static_cast<size_t>(m * n));
     a.y = want.data();
-    REQUIRE(lowbit::kernels::int4_kernels_scalar().linear(a, 0, m, 0, (n + 7) / 8));
+    lowbit::kernels::int4_kernels_scalar().linear(a, 0, m, 0, (n + 7) / 8);
     for (Isa isa : kIsas) {
       if (!lowbit::kernels::isa_supported(isa)) continue;
-      for (int variant = 0; variant < 3; ++variant) {  // shift, cvt16, subnormal (int4_weight.h)
+      for (Int4Variant variant : {Int4Variant::kShift, Int4Variant::kCvt16, Int4Variant::kSubnormal}) {
+        lowbit::kernels::int4_prepare_activations(x.data(), m, k, groups, variant, xsum.data(), row_exp.data(),
+                                                  row_unscale.data(), a);
+        REQUIRE(a.variant == variant);  // every row qualifies for every variant
         std::vector<float> got(want.size());
         a.y = got.data();
-        a.x_in_scaled_range = variant >= 1;
-        a.x_sub = variant == 2 ? x_sub.data() : nullptr;
-        INFO(lowbit::kernels::isa_name(isa) << " m " << m << " n " << n << " k " << k << " variant " << variant);
-        REQUIRE(lowbit::kernels::int4_kernels(isa).linear(a, 0, m, 0, (n + 7) / 8));
+        INFO(lowbit::kernels::isa_name(isa) << " m " << m << " n " << n << " k " << k << " variant "
+                                            << static_cast<int>(variant));
+        // Blocks split as two threads would, and all at once.
+        const int64_t blocks = (n + 7) / 8;
+        lowbit::kernels::int4_kernels(isa).linear(a, 0, m, 0, blocks / 2);
+        lowbit::kernels::int4_kernels(isa).linear(a, 0, m, blocks / 2, blocks);
         REQUIRE(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) == 0);
 #if defined(__x86_64__) || defined(_M_X64)
         // Denormals-are-zero would read the subnormal variant's weight operands as 0: the kernel
-        // must notice (MXCSR is per thread) and still give the reference result.
+        // must clear it for its own duration (MXCSR is per thread), still give the reference
+        // result, and hand the caller's MXCSR back.
         const unsigned csr = _mm_getcsr();
         _mm_setcsr(csr | 0x8040u);  // DAZ | FTZ
         std::fill(got.begin(), got.end(), 0.0f);
-        lowbit::kernels::int4_kernels(isa).linear(a, 0, m, 0, (n + 7) / 8);
+        lowbit::kernels::int4_kernels(isa).linear(a, 0, m, 0, blocks);
+        const unsigned csr_after = _mm_getcsr();
         _mm_setcsr(csr);
+        REQUIRE(csr_after == (csr | 0x8040u));
         REQUIRE(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) == 0);
 #endif
       }
@@ -188,20 +209,11 @@ TEST_CASE("int4 weight-only GEMM: every supported path equals the scalar referen
   }
 }
 
-TEST_CASE("int4 weight-only GEMM: every path flags the parameters int4_param_ok rejects and only those") {
+TEST_CASE("int4 parameter packing: the layout and a fast check that flags exactly the blocks holding a bad value") {
   // A full block (channels 0..7), a partial block (8..12), 3 groups (not a multiple of 8); each
-  // bad value at the first and at the last element of each block, scanned by blocks [0, 1), [1, 2)
+  // bad value at the first and at the last element of each block, packed by blocks [0, 1), [1, 2)
   // and [0, 2) so that the flag comes from the block that holds it and from no other.
-  const int64_t m = 2, n = 13, k = 48, groups = 3;
-  std::mt19937 rng(11);
-  std::vector<uint8_t> q(static_cast<size_t>(n * k));
-  for (auto& v : q) v = static_cast<uint8_t>(rng() % 16);
-  std::vector<uint32_t> packed(static_cast<size_t>((n + 7) / 8 * k));
-  lowbit::kernels::int4_pack_weight(q.data(), n, k, packed.data());
-  std::normal_distribution<float> normal;
-  std::vector<float> x(static_cast<size_t>(m * k)), xsum(static_cast<size_t>(m * groups)), x_sub(x.size()),
-      x_sub_unscale(static_cast<size_t>(m)), y(static_cast<size_t>(m * n));
-  for (auto& v : x) v = normal(rng);
+  const int64_t n = 13, groups = 3;
   const float good_scale = 0.01f;
   const std::vector<float> bad_scales = {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
                                          0.0f, -0.0f, -0.01f, 0x1p-127f};
@@ -225,21 +237,25 @@ TEST_CASE("int4 weight-only GEMM: every path flags the parameters int4_param_ok 
     std::vector<int32_t> zero(scale.size(), 8);
     scale[static_cast<size_t>(c.index)] = c.scale;
     zero[static_cast<size_t>(c.index)] = c.zero;
-    lowbit::kernels::Int4LinearArgs a;
-    lowbit::kernels::int4_prepare_activations(x.data(), m, k, groups, xsum.data(), x_sub.data(), x_sub_unscale.data(), a);
-    set_int4_weights(a, packed.data(), scale.data(), zero.data(), m, n, k, groups);
-    a.y = y.data();
     const int64_t block = c.index / (8 * groups);
     INFO("index " << c.index << " scale " << c.scale << " zero " << c.zero);
     REQUIRE(lowbit::kernels::int4_params_ok(scale.data(), zero.data(), n * groups) == c.ok);
     for (const auto& [b0, b1] : {std::pair<int64_t, int64_t>{0, 1}, {1, 2}, {0, 2}}) {
-      const bool want = c.ok || block < b0 || block >= b1;
       INFO("blocks [" << b0 << ", " << b1 << ")");
-      REQUIRE(lowbit::kernels::int4_kernels_scalar().linear(a, 0, m, b0, b1) == want);
-      for (Isa isa : kIsas) {
-        if (!lowbit::kernels::isa_supported(isa)) continue;
-        INFO(lowbit::kernels::isa_name(isa));
-        REQUIRE(lowbit::kernels::int4_kernels(isa).linear(a, 0, m, b0, b1) == want);
+      std::vector<float> params(static_cast<size_t>(2 * groups * 16), -1.0f);
+      REQUIRE(lowbit::kernels::int4_pack_params(scale.data(), zero.data(), n, groups, b0, b1, params.data()) ==
+              (c.ok || block < b0 || block >= b1));
+      for (int64_t b = 0; b < 2; ++b) {  // params[b][g][0][l] = scale[8b + l][g], [1]: zero; padding 0
+        for (int64_t g = 0; g < groups; ++g) {
+          for (int64_t l = 0; l < 8; ++l) {
+            const int64_t row = 8 * b + l;
+            const float* got = params.data() + ((b * groups + g) * 2) * 8 + l;
+            const float want_s = b < b0 || b >= b1 ? -1.0f : row < n ? scale[row * groups + g] : 0.0f;
+            const float want_z = b < b0 || b >= b1 ? -1.0f : row < n ? static_cast<float>(zero[row * groups + g]) : 0.0f;
+            REQUIRE(std::memcmp(got, &want_s, sizeof(float)) == 0);
+            REQUIRE(got[8] == want_z);
+          }
+        }
       }
     }
   }
@@ -247,11 +263,11 @@ TEST_CASE("int4 weight-only GEMM: every path flags the parameters int4_param_ok 
 
 #if defined(__x86_64__) || defined(_M_X64)
 TEST_CASE("int4 weight-only GEMM: the subnormal variant's exponent-spread limit keeps every result normal") {
-  // Channel 0 (nibble shift s_0 = 0) sees only x[1] + x[9], which cancel to one ulp of x[1]:
-  // 2^(e_min - 23). In the subnormal variant that value is scaled by 2^(c - 149), c = 125 - e_max,
-  // giving 2^(e_min - e_max - 47): normal at the spread limit 79, subnormal one step beyond, where
-  // flush-to-zero would erase it. So at spread 79 the variant must be chosen and exact under FTZ,
-  // and at 80 it must not be chosen.
+  // Channel 0 sees only x[1] + x[9] (both in chain 1), which cancel to one ulp of x[1]:
+  // 2^(e_min - 23). In the subnormal variant every chain runs on q·x·2^(c - 149), c = 125 - e_max,
+  // so that value becomes 2^(e_min - e_max - 47): normal at the spread limit 79, subnormal one step
+  // beyond, where flush-to-zero would erase it. So at spread 79 the variant must be chosen and exact
+  // under FTZ, and at 80 it must not be chosen.
   for (const int spread : {79, 80}) {
     const int64_t m = 1, n = 8, k = 16, groups = 1;
     const int e_max = 50, e_min = e_max - spread;
@@ -264,13 +280,16 @@ TEST_CASE("int4 weight-only GEMM: the subnormal variant's exponent-spread limit 
     for (int64_t c = 1; c < n; ++c) q[c * k] = 3;  // the other channels see x[0]
     std::vector<uint32_t> packed(static_cast<size_t>(k));
     lowbit::kernels::int4_pack_weight(q.data(), n, k, packed.data());
-    std::vector<float> xsum(1), x_sub(x.size()), x_sub_unscale(1), scale(n, 0.5f);
-    std::vector<int32_t> zero(n, 0);
+    std::vector<float> xsum(1), row_unscale(1), scale(n, 0.5f);
+    std::vector<int32_t> zero(n, 0), row_exp(1);
+    const std::vector<float> params = int4_params(scale, zero, n, groups);
     lowbit::kernels::Int4LinearArgs a;
-    lowbit::kernels::int4_prepare_activations(x.data(), m, k, groups, xsum.data(), x_sub.data(), x_sub_unscale.data(), a);
+    lowbit::kernels::int4_prepare_activations(x.data(), m, k, groups, lowbit::kernels::Int4Variant::kSubnormal,
+                                              xsum.data(), row_exp.data(), row_unscale.data(), a);
     INFO("spread " << spread);
-    REQUIRE((a.x_sub != nullptr) == (spread <= lowbit::kernels::kInt4SubMaxExpSpread));
-    set_int4_weights(a, packed.data(), scale.data(), zero.data(), m, n, k, groups);
+    REQUIRE((a.variant == lowbit::kernels::Int4Variant::kSubnormal) ==
+            (spread <= lowbit::kernels::kInt4SubMaxExpSpread));
+    set_int4_weights(a, packed.data(), params.data(), m, n, k, groups);
     std::vector<float> want(static_cast<size_t>(n)), got(want.size());
     a.y = want.data();
     lowbit::kernels::int4_kernels_scalar().linear(a, 0, m, 0, 1);
