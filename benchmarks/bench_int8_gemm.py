@@ -16,11 +16,12 @@ Workload per shape (M, N, K): a Linear layer y = x W^T + b with N output channel
   too long (it is a slow reference loop on CPU).
 * fp32: ``torch.nn.functional.linear`` in float32 (MKL / oneDNN).
 
-Second table: ``int4_weight_linear`` (4-bit weights, group 128, float32 and bfloat16 activations)
-against ``torch.nn.functional.linear`` on the float weights, at LLM decode shapes (M = 1, 8, 32;
-N = K = 4096). ``--int4-groups 32 64 128 256`` adds M = 1 rows at other group sizes: every group
-ends with a horizontal reduction of its eight FMA chains and a scale/zero-point step, which costs
-about as much as a few of its 8-k tiles.
+Second table: ``int4_weight_linear_packed`` (4-bit weights and their per-group parameters packed
+once, as a deployed layer holds them; group 128, float32 and bfloat16 activations) against
+``torch.nn.functional.linear`` on the float weights, at LLM decode shapes (M = 1, 8, 32;
+N = K = 4096); "unpacked-params" is ``int4_weight_linear``, which checks and packs scale and zero
+point on every call. ``--int4-groups 32 64 128 256`` adds M = 1 rows at other group sizes: every
+group ends with 7 vector adds and a scale/zero-point step.
 
 GOPS counts 2·M·N·K operations. "% peak" divides lowbit's GOPS by the measured exact-int8 ceiling of
 this CPU (the best of the vpmaddwd and vpmaddubsw+vpmaddwd instruction streams, or vpdpbusd on

@@ -19,11 +19,12 @@
 // |x| >= 2^64). On Zen 1 vcvtdq2ps ymm issues once per 2 cycles, which made it the bottleneck of
 // the first kernel (and+cvt+fma ≈ 3 cycles per 8 weights against and+fma ≈ 1.25).
 //
-// Micro-tiles (rows × chains per pass over a group's weights), chosen by the rows left:
-//   1 × 8 (GEMV, LLM decode): the 8 chains in registers, one weight load per 64 weights;
-//   2 × 4 and 4 × 2: the extraction is shared by 2 or 4 rows (8 accumulators either way, so
-//   everything stays in the 16 ymm registers); the group's weights (G/2 bytes per channel) and
-//   activations stay in L1 across the passes.
+// Micro-tiles (rows × channel blocks × chains per pass over a group's weights), chosen by the rows
+// left; 8 accumulators each, so everything stays in the 16 ymm registers:
+//   1 × 1 × 8 (GEMV, LLM decode): the 8 chains of one block, the activation an FMA memory operand;
+//   4 × 2 × 1, 2 × 2 × 2, 1 × 2 × 4 (two or more rows): each extraction is shared by the rows and
+//   each activation load by two blocks (a last odd block takes 4 × 1 × 2, 2 × 1 × 4, 1 × 1 × 8).
+//   The group's weights (G/2 bytes per channel) and activations stay in L1 across the passes.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -49,8 +50,9 @@ using kernels::Int4Variant;
 // Broadcast-activation buffer per thread: 128 KB, inside every x86 core's L2.
 constexpr int64_t kXbFloats = int64_t{1} << 15;
 // Rows from which two channel blocks share each activation load. At one row the 1 × 8 tile (the
-// activation as the FMA's memory operand, 8 chains in registers) is faster: 1.42 against 1.69 ms
-// for 4096 x 4096 on Zen 1; at 8 and 32 rows two blocks are 5-10% faster than one.
+// activation as the FMA's memory operand, 8 chains in registers) is faster: 1.45 against 1.62 ms
+// for 4096 x 4096 on Zen 1, one thread; at 8 and 32 rows two blocks take 8.6 and 34.1 ms against
+// 10.3 and 42.9 for one.
 constexpr int64_t kTwoBlockRows = 2;
 
 // How nibble I of the 8 words becomes 8 floats (int4_weight.h, "Nibble extraction"):
@@ -140,7 +142,10 @@ __attribute__((always_inline)) inline void group_chains(const uint32_t* w, int64
               __m256 v[NB];
               for (int nb = 0; nb < NB; ++nb) v[nb] = nibble_as_float<V, C0 + c>(wt[nb]);
               for (int r = 0; r < MR; ++r) {
-                const __m256 xv = _mm256_load_ps(xt + r * ldxb + (C0 + c) * kInt4Nr);
+                __m256 xv = _mm256_load_ps(xt + r * ldxb + (C0 + c) * kInt4Nr);
+                // Keep the activation in a register: GCC 12 otherwise folds the load into each
+                // FMA as a memory operand again (NB loads instead of one; 10% slower at M = 32).
+                asm("" : "+x"(xv));
                 for (int nb = 0; nb < NB; ++nb) acc[r][nb][c] = _mm256_fmadd_ps(v[nb], xv, acc[r][nb][c]);
               }
             }
