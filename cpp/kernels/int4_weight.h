@@ -12,8 +12,8 @@
 // a vector whose lanes are the block's channels, multiplied by x[8t + i] broadcast. Each of the
 // contract's k % 8 chains is then one vector of 8 channels, and its lane tree (below) is vertical
 // adds of those vectors: no horizontal reduction at the end of a group. (The layout before
-// 2026-11-24 was this one transposed; its per-group horizontal tree and gather of the parameters
-// cost ~30% at group 128 on Zen 1.)
+// 2026-11-24 was this one transposed; with its per-group horizontal tree and gather of 16
+// parameters, group 32 ran 1.4x and group 128 1.06x slower on Zen 1.)
 //
 // ---- Packed parameters ---------------------------------------------------------------------
 // params[b][g][0][l] = scale[8b + l][g], params[b][g][1][l] = zero_point[8b + l][g] (as float,
@@ -52,7 +52,7 @@
 //    conversion instruction is needed at all. s_i = kInt4SubShift[i] (nibbles 6 and 7 are shifted
 //    down first): P_i = 2^(s_i - 149), and the activation operand is x·2^(125 - e_max - s_i)
 //    (e_max = floor(log2 max|x|) of the row; normal, since |x|·2^(125 - e_max - s_i) lies in
-//    [2^(e_min - e_max + 105), 2^126)). Every product is then q·x·2^(c) with c = 125 - e_max - 149,
+//    [2^(e_min - e_max + 105), 2^126)). Every product is then q·x·2^c with c = 125 - e_max - 149,
 //    every partial sum a multiple of 2^(e_min - 23 + c) >= 2^(e_min - e_max - 47), normal when
 //    e_max - e_min <= 79, and at most 15·G·2^(e_max+1+c) = 15·G·2^-23, far below overflow. The op
 //    uses this variant only when every row satisfies the spread limit; r is multiplied back by
