@@ -200,6 +200,15 @@ __attribute__((noinline)) void tile(const Int4LinearArgs& a, int64_t m, int64_t 
   }
 }
 
+// The micro-tiles (MR × NB × C = 8 accumulators): kTiles<V>[NB - 1][row class], row classes
+// kTileRows = 4, 2, 1 rows.
+using TileFn = void (*)(const Int4LinearArgs&, int64_t, int64_t, int64_t, int64_t, const float*, int64_t, float*,
+                        int64_t);
+constexpr int64_t kTileRows[3] = {4, 2, 1};
+template <Int4Variant V>
+constexpr TileFn kTiles[2][3] = {{&tile<4, 1, 2, V>, &tile<2, 1, 4, V>, &tile<1, 1, 8, V>},
+                                 {&tile<4, 2, 1, V>, &tile<2, 2, 2, V>, &tile<1, 2, 4, V>}};
+
 struct AlignedFree {
   void operator()(float* p) const { std::free(p); }
 };
@@ -252,27 +261,9 @@ void run(const Int4LinearArgs& a, int64_t m0, int64_t m1, int64_t b0, int64_t b1
           const int64_t left = rows - r;
           const float* x = xb + r * ldxb;
           float* t = tot + r * kInt4Nr;
-          if (nb == 2) {
-            if (left >= 4) {
-              tile<4, 2, 1, V>(a, rc + r, b, g0, g1, x, ldxb, t, ld_total);
-              r += 4;
-            } else if (left >= 2) {
-              tile<2, 2, 2, V>(a, rc + r, b, g0, g1, x, ldxb, t, ld_total);
-              r += 2;
-            } else {
-              tile<1, 2, 4, V>(a, rc + r, b, g0, g1, x, ldxb, t, ld_total);
-              r += 1;
-            }
-          } else if (left >= 4) {
-            tile<4, 1, 2, V>(a, rc + r, b, g0, g1, x, ldxb, t, ld_total);
-            r += 4;
-          } else if (left >= 2) {
-            tile<2, 1, 4, V>(a, rc + r, b, g0, g1, x, ldxb, t, ld_total);
-            r += 2;
-          } else {
-            tile<1, 1, 8, V>(a, rc + r, b, g0, g1, x, ldxb, t, ld_total);
-            r += 1;
-          }
+          const int row_class = left >= 4 ? 0 : left >= 2 ? 1 : 2;
+          kTiles<V>[nb - 1][row_class](a, rc + r, b, g0, g1, x, ldxb, t, ld_total);
+          r += kTileRows[row_class];
         }
         b += nb;
       }
