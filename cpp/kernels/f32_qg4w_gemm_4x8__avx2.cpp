@@ -10,7 +10,8 @@
 // x[row][k]·(the variant's factor for chain k % 8), built once per K chunk and read by every
 // channel block as an FMA memory operand (a vbroadcastss per FMA measured ~15% slower on Zen 1).
 // The buffer covers at most kXbFloats floats: rows × K are cut into chunks that fit in L2, and
-// the running totals of a chunk's groups are carried to the next chunk.
+// the running totals of a chunk's groups are carried to the next chunk in y itself, so the
+// kernel's memory does not grow with N or M.
 //
 // Extraction variants (int4_weight.h proves each bit-identical to the scalar reference under the
 // conditions the op checks): "subnormal" = one vpand per 8 weights and no conversion at all (the
@@ -160,12 +161,12 @@ __attribute__((always_inline)) inline void group_chains(const uint32_t* w, int64
   }
 }
 
-// Rows [m, m + MR) of channel blocks [b, b + NB) over groups [g0, g1): total_io[nb·ld_total + r·8]
-// carries the running sums of block b + nb, row m + r in and out. xb: row m's broadcast
+// Rows [m, m + MR) of channel blocks [b, b + NB) over groups [g0, g1): total_io[r·ld_row + nb·8]
+// carries the running sums of row m + r, block b + nb in and out. xb: row m's broadcast
 // activations from k = g0·G on, rows ldxb floats apart.
 template <int MR, int NB, int C, Int4Variant V>
 __attribute__((noinline)) void tile(const Int4LinearArgs& a, int64_t m, int64_t b, int64_t g0, int64_t g1,
-                                    const float* xb, int64_t ldxb, float* total_io, int64_t ld_total) {
+                                    const float* xb, int64_t ldxb, float* total_io, int64_t ld_row) {
   const int64_t tiles = a.k / kInt4Kb, group_tiles = tiles / a.groups, group = a.k / a.groups;
   const int64_t block_words = tiles * kInt4Nr;
   const uint32_t* block = a.packed + b * block_words;
@@ -173,7 +174,7 @@ __attribute__((noinline)) void tile(const Int4LinearArgs& a, int64_t m, int64_t 
   __m256 unscale[MR], total[MR][NB];
   for (int i = 0; i < MR; ++i) {
     unscale[i] = _mm256_set1_ps(V == Int4Variant::kSubnormal ? a.row_unscale[m + i] : 1.0f);
-    for (int nb = 0; nb < NB; ++nb) total[i][nb] = _mm256_loadu_ps(total_io + nb * ld_total + i * kInt4Nr);
+    for (int nb = 0; nb < NB; ++nb) total[i][nb] = _mm256_loadu_ps(total_io + i * ld_row + nb * kInt4Nr);
   }
   for (int64_t g = g0; g < g1; ++g) {
     __m256 chain[MR][NB][kInt4Kb];
@@ -196,7 +197,7 @@ __attribute__((noinline)) void tile(const Int4LinearArgs& a, int64_t m, int64_t 
     }
   }
   for (int i = 0; i < MR; ++i) {
-    for (int nb = 0; nb < NB; ++nb) _mm256_storeu_ps(total_io + nb * ld_total + i * kInt4Nr, total[i][nb]);
+    for (int nb = 0; nb < NB; ++nb) _mm256_storeu_ps(total_io + i * ld_row + nb * kInt4Nr, total[i][nb]);
   }
 }
 
@@ -213,68 +214,74 @@ struct AlignedFree {
   void operator()(float* p) const { std::free(p); }
 };
 
-// A per-thread scratch buffer of at least `count` floats, 64-byte aligned, kept between calls:
-// at 128 KB a fresh allocation per call is an mmap plus 32 page faults (~15 us, 2% of a
-// 4096 x 4096 GEMV). `slot` tells the buffers of one call apart.
-float* thread_scratch(int slot, int64_t count) {
-  struct Buffer {
-    std::unique_ptr<float, AlignedFree> data;
-    int64_t capacity = 0;
-  };
-  thread_local Buffer buffers[2];
-  Buffer& buf = buffers[slot];
-  if (buf.capacity < count) {
-    const size_t bytes = (static_cast<size_t>(count) * sizeof(float) + 63) / 64 * 64;
-    float* p = static_cast<float*>(std::aligned_alloc(64, bytes));
+// The per-thread broadcast-activation buffer (kXbFloats floats, 64-byte aligned), kept between
+// calls: at 128 KB a fresh allocation per call is an mmap plus 32 page faults (~15 us, 2% of a
+// 4096 x 4096 GEMV).
+float* thread_xb() {
+  thread_local std::unique_ptr<float, AlignedFree> buffer;
+  if (!buffer) {
+    float* p = static_cast<float*>(std::aligned_alloc(64, kXbFloats * sizeof(float)));
     if (p == nullptr) throw std::bad_alloc();
-    buf.data.reset(p);
-    buf.capacity = count;
+    buffer.reset(p);
   }
-  return buf.data.get();
+  return buffer.get();
+}
+
+// Rows [rc, rc + rows) × blocks [b0, b1) over groups [g0, g1), every block of 8 channels in
+// `whole` (they can be stepped two at a time) or the one partial block.
+template <Int4Variant V>
+void block_range(const Int4LinearArgs& a, int64_t rc, int64_t rows, int64_t b0, int64_t b1, int64_t g0, int64_t g1,
+                 const float* xb, int64_t ldxb, float* totals, int64_t ld_row) {
+  for (int64_t b = b0; b < b1;) {
+    // Two blocks at a time where the rows are several: one activation load then feeds two FMAs.
+    const int64_t nb = rows >= kTwoBlockRows && b + 1 < b1 ? 2 : 1;
+    for (int64_t r = 0; r < rows;) {
+      const int64_t left = rows - r;
+      const int row_class = left >= 4 ? 0 : left >= 2 ? 1 : 2;
+      kTiles<V>[nb - 1][row_class](a, rc + r, b, g0, g1, xb + r * ldxb, ldxb, totals + r * ld_row + (b - b0) * kInt4Nr,
+                                   ld_row);
+      r += kTileRows[row_class];
+    }
+    b += nb;
+  }
 }
 
 template <Int4Variant V>
 void run(const Int4LinearArgs& a, int64_t m0, int64_t m1, int64_t b0, int64_t b1) {
-  const int64_t group = a.k / a.groups, rows_total = m1 - m0, blocks = b1 - b0;
+  const int64_t group = a.k / a.groups, rows_total = m1 - m0;
   // Rows per chunk: as many as fit with one group each; then as many groups as fit for those rows.
   const int64_t chunk_rows = std::clamp<int64_t>(kXbFloats / (kInt4Nr * group), 1, rows_total);
   const int64_t chunk_groups = std::clamp<int64_t>(kXbFloats / (kInt4Nr * group * chunk_rows), 1, a.groups);
   const int64_t ldxb = chunk_groups * group * kInt4Nr;
-  float* const xb = thread_scratch(0, chunk_rows * ldxb);
-  // Running totals of every (row, block) of a row chunk, [block][row][8].
-  float* const totals = thread_scratch(1, blocks * chunk_rows * kInt4Nr);
+  float* const xb = thread_xb();
+  // The running totals of whole blocks live in y itself (exact: a float stored and reloaded); a
+  // partial last block (N % 8 != 0) keeps its 8 lanes in `partial`.
+  const int64_t whole_end = std::min(b1, a.n / kInt4Nr);
+  const bool has_partial = whole_end < b1;
+  std::unique_ptr<float[]> partial(has_partial ? new float[static_cast<size_t>(chunk_rows * kInt4Nr)] : nullptr);
   for (int64_t rc = m0; rc < m1; rc += chunk_rows) {
     const int64_t rows = std::min(chunk_rows, m1 - rc);
-    std::fill_n(totals, blocks * chunk_rows * kInt4Nr, 0.0f);
+    float* const y_chunk = a.y + rc * a.ldy + b0 * kInt4Nr;
+    for (int64_t r = 0; r < rows; ++r) std::fill_n(y_chunk + r * a.ldy, (whole_end - b0) * kInt4Nr, 0.0f);
+    if (has_partial) std::fill_n(partial.get(), rows * kInt4Nr, 0.0f);
     for (int64_t g0 = 0; g0 < a.groups; g0 += chunk_groups) {
       const int64_t g1 = std::min(a.groups, g0 + chunk_groups);
       for (int64_t r = 0; r < rows; ++r) {
         build_broadcast_row<V>(a.x + (rc + r) * a.k + g0 * group, (g1 - g0) * group,
                                a.row_exp != nullptr ? a.row_exp[rc + r] : 0, xb + r * ldxb);
       }
-      const int64_t ld_total = chunk_rows * kInt4Nr;
-      for (int64_t b = b0; b < b1;) {
-        // Two blocks at a time where the rows are several: one activation load then feeds two FMAs.
-        const int64_t nb = rows >= kTwoBlockRows && b + 1 < b1 ? 2 : 1;
-        float* tot = totals + (b - b0) * ld_total;
-        for (int64_t r = 0; r < rows;) {
-          const int64_t left = rows - r;
-          const float* x = xb + r * ldxb;
-          float* t = tot + r * kInt4Nr;
-          const int row_class = left >= 4 ? 0 : left >= 2 ? 1 : 2;
-          kTiles<V>[nb - 1][row_class](a, rc + r, b, g0, g1, x, ldxb, t, ld_total);
-          r += kTileRows[row_class];
-        }
-        b += nb;
-      }
+      block_range<V>(a, rc, rows, b0, whole_end, g0, g1, xb, ldxb, y_chunk, a.ldy);
+      if (has_partial) block_range<V>(a, rc, rows, whole_end, b1, g0, g1, xb, ldxb, partial.get(), kInt4Nr);
     }
-    for (int64_t b = b0; b < b1; ++b) {
-      const int64_t lanes = std::min<int64_t>(kInt4Nr, a.n - b * kInt4Nr);
-      const float* tot = totals + (b - b0) * chunk_rows * kInt4Nr;
-      for (int64_t r = 0; r < rows; ++r) {
-        float* y = a.y + (rc + r) * a.ldy + b * kInt4Nr;
-        for (int64_t l = 0; l < lanes; ++l) {
-          y[l] = a.bias != nullptr ? tot[r * kInt4Nr + l] + a.bias[b * kInt4Nr + l] : tot[r * kInt4Nr + l];
+    for (int64_t r = 0; r < rows; ++r) {
+      float* y = y_chunk + r * a.ldy;
+      if (a.bias != nullptr) {
+        for (int64_t n = 0; n < (whole_end - b0) * kInt4Nr; ++n) y[n] += a.bias[b0 * kInt4Nr + n];
+      }
+      if (has_partial) {
+        for (int64_t l = 0; l < a.n - whole_end * kInt4Nr; ++l) {
+          const int64_t n = whole_end * kInt4Nr + l;
+          a.y[(rc + r) * a.ldy + n] = a.bias != nullptr ? partial[r * kInt4Nr + l] + a.bias[n] : partial[r * kInt4Nr + l];
         }
       }
     }
