@@ -56,10 +56,10 @@ def test_int4_linear_paths_equal_scalar_and_reference(path):
     path_or_skip(path)
     # The last three shapes cut the AVX2 kernel's per-thread activation buffer (128 KB) into chunks:
     # 40 rows at group 128 into row chunks of 32 + 8 and K chunks of one group each; K = 8192 at
-    # group 64 into two K chunks for one row and for three.
+    # group 64 into two K chunks for one row and for three; one group of 8192 needs a larger buffer.
     for n, k, group, m in [(1, 8, 8, 1), (37, 64, 16, 3), (13, 128, 128, 1), (70, 256, 32, 5), (9, 40, 8, 2),
                            (64, 512, 64, 4), (17, 96, 96, 7), (20, 512, 128, 40), (16, 8192, 64, 1),
-                           (11, 8192, 64, 3)]:
+                           (11, 8192, 64, 3), (9, 8192, 8192, 2)]:
         q, scale, zero, x, bias = _case(n, k, group, m, seed=n + k)
         packed = ops.int4_pack_weight(q)
         for b in (None, bias):

@@ -214,15 +214,18 @@ struct AlignedFree {
   void operator()(float* p) const { std::free(p); }
 };
 
-// The per-thread broadcast-activation buffer (kXbFloats floats, 64-byte aligned), kept between
-// calls: at 128 KB a fresh allocation per call is an mmap plus 32 page faults (~15 us, 2% of a
-// 4096 x 4096 GEMV).
-float* thread_xb() {
+// The per-thread broadcast-activation buffer, at least `count` floats (kXbFloats unless one group
+// of one row needs more: group > kXbFloats / 8), 64-byte aligned, kept between calls: at 128 KB a
+// fresh allocation per call is an mmap plus 32 page faults (~15 us, 2% of a 4096 x 4096 GEMV).
+float* thread_xb(int64_t count) {
   thread_local std::unique_ptr<float, AlignedFree> buffer;
-  if (!buffer) {
-    float* p = static_cast<float*>(std::aligned_alloc(64, kXbFloats * sizeof(float)));
+  thread_local int64_t capacity = 0;
+  if (capacity < count) {
+    const size_t bytes = (static_cast<size_t>(count) * sizeof(float) + 63) / 64 * 64;
+    float* p = static_cast<float*>(std::aligned_alloc(64, bytes));
     if (p == nullptr) throw std::bad_alloc();
     buffer.reset(p);
+    capacity = count;
   }
   return buffer.get();
 }
@@ -253,7 +256,7 @@ void run(const Int4LinearArgs& a, int64_t m0, int64_t m1, int64_t b0, int64_t b1
   const int64_t chunk_rows = std::clamp<int64_t>(kXbFloats / (kInt4Nr * group), 1, rows_total);
   const int64_t chunk_groups = std::clamp<int64_t>(kXbFloats / (kInt4Nr * group * chunk_rows), 1, a.groups);
   const int64_t ldxb = chunk_groups * group * kInt4Nr;
-  float* const xb = thread_xb();
+  float* const xb = thread_xb(std::max(kXbFloats, chunk_rows * ldxb));
   // The running totals of whole blocks live in y itself (exact: a float stored and reloaded); a
   // partial last block (N % 8 != 0) keeps its 8 lanes in `partial`.
   const int64_t whole_end = std::min(b1, a.n / kInt4Nr);

@@ -136,14 +136,14 @@ TEST_CASE("int8 GEMM packing round-trips and pads with zeros") {
 TEST_CASE("int4 weight-only GEMM: every supported path equals the scalar reference bit for bit") {
   using lowbit::kernels::Int4Variant;
   std::mt19937 rng(5);
-  // {m, n, k, groups}; the last three cut the AVX2 kernel's 128 KB activation buffer into row and
-  // K chunks (40 rows at group 128; K = 8192 at group 64).
+  // {m, n, k, groups}; the last four cut the AVX2 kernel's 128 KB activation buffer into row and
+  // K chunks (40 rows at group 128; K = 8192 at group 64) or need more than it (one group of 8192).
   for (const auto& shape : {std::array<int64_t, 4>{1, 8, 8, 1}, std::array<int64_t, 4>{3, 37, 64, 4},
                             std::array<int64_t, 4>{5, 70, 256, 8}, std::array<int64_t, 4>{2, 9, 40, 1},
                             std::array<int64_t, 4>{7, 24, 128, 2}, std::array<int64_t, 4>{9, 17, 64, 8},
                             std::array<int64_t, 4>{1, 32, 1024, 8}, std::array<int64_t, 4>{1, 21, 384, 3},
                             std::array<int64_t, 4>{40, 20, 512, 4}, std::array<int64_t, 4>{1, 16, 8192, 128},
-                            std::array<int64_t, 4>{3, 11, 8192, 128}}) {
+                            std::array<int64_t, 4>{3, 11, 8192, 128}, std::array<int64_t, 4>{2, 9, 8192, 1}}) {
     const int64_t m = shape[0], n = shape[1], k = shape[2], groups = shape[3];
     std::vector<uint8_t> q(static_cast<size_t>(n * k));
     for (auto& v : q) v = static_cast<uint8_t>(rng() % 16);
