@@ -9,9 +9,9 @@
 // The broadcast activations come from a per-thread buffer xb[row][k][8] that holds
 // x[row][k]·(the variant's factor for chain k % 8), built once per K chunk and read by every
 // channel block as an FMA memory operand (a vbroadcastss per FMA measured ~15% slower on Zen 1).
-// The buffer covers at most kXbFloats floats: rows × K are cut into chunks that fit in L2, and
-// the running totals of a chunk's groups are carried to the next chunk in y itself, so the
-// kernel's memory does not grow with N or M.
+// The buffer holds kXbFloats floats (more only when a single group of one row needs it): rows × K
+// are cut into chunks that fit in L2, and the running totals of a chunk's groups are carried to
+// the next chunk in y itself, so the kernel's memory does not grow with N or M.
 //
 // Extraction variants (int4_weight.h proves each bit-identical to the scalar reference under the
 // conditions the op checks): "subnormal" = one vpand per 8 weights and no conversion at all (the
