@@ -109,7 +109,7 @@ def test_quantize_int4_weight_only_swaps_linears_and_warns_about_the_rest():
     model = Block()
     x = torch.randn(2, 128)
     want = model(x)
-    with pytest.warns(UserWarning, match=r"kept in float .* 'head' \(100\)"):
+    with pytest.warns(UserWarning, match=r"kept as they are: 'head' \(in_features 100 is not a multiple of group_size 64\)"):
         out = lowbit.quantize_int4_weight_only(model, group_size=64)
     assert out is model
     assert isinstance(model.up, Int4WeightOnlyLinear) and isinstance(model.down, Int4WeightOnlyLinear)
@@ -134,7 +134,54 @@ def test_bad_inputs():
         bad.weight[0, 0] = float("nan")
     with pytest.raises(ValueError, match="NaN or infinite"):
         Int4WeightOnlyLinear.from_float(bad, 8)
-    with pytest.raises(ValueError, match=r"no nn.Linear layer .* \(skipped: \['0'\]\)"):
+    with pytest.raises(ValueError, match=r"no layer to convert; kept: '0' \(in_features 20 is not a multiple"):
         quantize_int4_weight_only(nn.Sequential(nn.Linear(20, 4)), 16)
     with pytest.raises(ValueError, match="group_size must be a positive multiple of 8"):
         quantize_int4_weight_only(nn.Sequential(nn.Linear(16, 4)), 0)
+
+
+@pytest.mark.parametrize("spec", [
+    lowbit.QuantSpec(lowbit.formats.Int(4, signed=False), granularity="per_group", group_size=32, symmetric=False),
+    lowbit.QuantSpec(lowbit.formats.Int(4), granularity="per_group", group_size=16),
+    lowbit.QuantSpec(lowbit.formats.Int(4), granularity="per_channel"),
+    lowbit.QuantSpec(lowbit.formats.Int(3, signed=False), symmetric=False),
+])
+def test_weight_only_qat_layers_deploy_on_their_trained_grid(spec):
+    torch.manual_seed(5)
+    model = nn.Sequential(nn.Linear(64, 96), nn.ReLU(), nn.Linear(96, 16))
+    lowbit.prepare_qat(model, weight=spec)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    for _ in range(3):  # a few QAT steps, so the grids are the trained ones
+        x = torch.randn(32, 64)
+        loss = model(x).square().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    x = torch.randn(7, 64)
+    with torch.no_grad():
+        want = model(x)
+        fq_weights = [layer.weight_quantizer(layer.weight) for layer in (model[0], model[2])]
+    lowbit.quantize_int4_weight_only(model)
+    assert isinstance(model[0], Int4WeightOnlyLinear) and isinstance(model[2], Int4WeightOnlyLinear)
+    for layer, fq in zip((model[0], model[2]), fq_weights):
+        assert torch.equal(layer.dequantized_weight(), fq)  # the same weights, exactly
+    got = model(x)
+    assert torch.allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_from_quantized_refuses_what_it_cannot_run():
+    act = lowbit.QuantSpec(lowbit.formats.Int(8, signed=False), symmetric=False)
+    w4 = lowbit.QuantSpec(lowbit.formats.Int(4), granularity="per_channel")
+    both = lowbit.prepare_qat(nn.Sequential(nn.Linear(16, 4)), weight=w4, activation=act)
+    both(torch.randn(2, 16))
+    with pytest.raises(ValueError, match="quantizes its input too"):
+        Int4WeightOnlyLinear.from_quantized(both[0])
+    wide = lowbit.prepare_qat(nn.Sequential(nn.Linear(16, 4)), weight=lowbit.QuantSpec(lowbit.formats.Int(8)))
+    wide(torch.randn(2, 16))
+    with pytest.raises(ValueError, match=r"weight grid \[-128, 127\] has more than 16 levels"):
+        Int4WeightOnlyLinear.from_quantized(wide[0])
+    with pytest.warns(UserWarning, match=r"kept as they are: '0' \(from_quantized: the weight grid"):
+        lowbit.quantize_int4_weight_only(nn.Sequential(wide[0], nn.Linear(16, 4)), group_size=16)
+    with pytest.raises(TypeError, match="takes a lowbit.nn.QuantLinear"):
+        Int4WeightOnlyLinear.from_quantized(nn.Linear(16, 4))

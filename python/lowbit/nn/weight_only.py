@@ -4,7 +4,9 @@
 scale and zero point (asymmetric min-max over groups of ``group_size`` consecutive input
 features, codes in ``[0, 15]``), packed once for :func:`lowbit.ops.int4_weight_linear_packed`:
 an eighth of the float32 weight bytes plus one scale and zero point per group.
-:func:`quantize_int4_weight_only` swaps a model's ``nn.Linear`` layers for it in place.
+:func:`quantize_int4_weight_only` swaps a model's ``nn.Linear`` layers for it in place, and
+deploys weight-only QAT layers (``prepare_qat(model, weight=<4-bit spec>)``) on the grids they
+trained with (:meth:`Int4WeightOnlyLinear.from_quantized`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import torch
 from torch import nn
 
 from .. import ops
+from .modules import QuantLinear
 
 __all__ = ["Int4WeightOnlyLinear", "quantize_int4_weight_only"]
 
@@ -78,6 +81,47 @@ class Int4WeightOnlyLinear(nn.Module):
             module.bias = linear.bias.detach().to(torch.float32).clone()
         return module.to(linear.weight.device)
 
+    @classmethod
+    def from_quantized(cls, layer: QuantLinear) -> "Int4WeightOnlyLinear":
+        """Deploy a weight-only quantization-aware layer (``prepare_qat(model, weight=spec)`` with
+        no activation spec) on the grid it trained with: its weight quantizer's codes and
+        ``calculate_qparams()``, shifted onto ``[0, 15]`` (``q - qmin``, ``zero_point - qmin``; the
+        dequantized weight is unchanged). The quantizer must be on an affine grid of at most 16
+        levels, per tensor, per output channel or per group along ``in_features`` (a multiple of 8).
+        The output equals the layer's ``eval()`` output up to float32 summation order."""
+        if not isinstance(layer, QuantLinear):
+            raise TypeError(f"from_quantized takes a lowbit.nn.QuantLinear, got {type(layer).__name__}")
+        q, spec = layer.weight_quantizer, getattr(layer.weight_quantizer, "spec", None)
+        if layer.input_quantizer is not None:
+            raise ValueError("from_quantized: the layer quantizes its input too; weight-only int4 runs float "
+                             "activations (use lowbit.convert for integer activations)")
+        if q is None or not callable(getattr(q, "calculate_qparams", None)):
+            raise ValueError(f"from_quantized: the weight quantizer ({type(q).__name__}) has no affine grid "
+                             f"(calculate_qparams)")
+        if q.qmax - q.qmin > 15:
+            raise ValueError(f"from_quantized: the weight grid [{q.qmin}, {q.qmax}] has more than 16 levels")
+        k = layer.in_features
+        if spec.granularity == "per_group":
+            if spec.resolved_axis(2) != 1:
+                raise ValueError("from_quantized: per-group weight quantization must group along in_features")
+            group = spec.group_size
+        elif spec.granularity == "per_channel" and spec.resolved_axis(2) != 0:
+            raise ValueError("from_quantized: per-channel weight quantization must be per output channel (axis 0)")
+        else:
+            group = k
+        _check_group_size(k, group)
+        scale, zero_point = q.calculate_qparams()
+        shape = (layer.out_features, k // group)
+        scale = scale.detach().to(torch.float32).expand(shape).contiguous()
+        zero_point = zero_point.detach().to(torch.int32).expand(shape).contiguous()
+        codes = ops.quantize_affine(layer.weight.detach().to(torch.float32), scale, zero_point, q.qmin, q.qmax)
+        module = cls(k, layer.out_features, group, bias=layer.bias is not None)
+        module.packed_weight = ops.int4_pack_weight(codes.to(torch.int32) - q.qmin)
+        module.packed_params = ops.int4_pack_params(scale, zero_point - q.qmin)
+        if layer.bias is not None:
+            module.bias = layer.bias.detach().to(torch.float32).clone()
+        return module.to(layer.weight.device)
+
     def codes_and_qparams(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(codes uint8 [N, K], scale [N, K // g], zero_point int32 [N, K // g])`` back from the
         packed buffers."""
@@ -102,28 +146,40 @@ class Int4WeightOnlyLinear(nn.Module):
 
 
 def quantize_int4_weight_only(model: nn.Module, group_size: int = 128, *,
-                              filter_fn: Optional[Callable[[str, nn.Linear], bool]] = None) -> nn.Module:
+                              filter_fn: Optional[Callable[[str, nn.Module], bool]] = None) -> nn.Module:
     """Replace, in place, every ``nn.Linear`` of ``model`` (for which ``filter_fn(name, layer)`` is
-    true, if given) by :meth:`Int4WeightOnlyLinear.from_float`; returns ``model``.
+    true, if given) by :meth:`Int4WeightOnlyLinear.from_float` with ``group_size``, and every
+    weight-only quantization-aware ``QuantLinear`` (``prepare_qat(model, weight=<4-bit spec>)``)
+    by :meth:`Int4WeightOnlyLinear.from_quantized` on the grid it trained with; returns ``model``.
 
-    Layers whose ``in_features`` is not a multiple of ``group_size`` stay float, with one warning
-    naming them. A model with no Linear layer to convert is an error.
+    Layers that cannot be converted stay as they are, with one warning naming them and why
+    (``in_features`` not a multiple of ``group_size``; a QuantLinear that also quantizes its input
+    or whose weight grid is not 4-bit). A model with nothing to convert is an error.
     """
     if group_size < 8 or group_size % 8 != 0:
         raise ValueError(f"group_size must be a positive multiple of 8, got {group_size}")
     targets, skipped = [], []
     for name, module in model.named_modules():
-        if type(module) is not nn.Linear or (filter_fn is not None and not filter_fn(name, module)):
+        if type(module) is not nn.Linear and not isinstance(module, QuantLinear):
             continue
-        (targets if module.in_features % group_size == 0 else skipped).append((name, module))
+        if filter_fn is not None and not filter_fn(name, module):
+            continue
+        if isinstance(module, QuantLinear):
+            try:
+                targets.append((name, Int4WeightOnlyLinear.from_quantized(module)))
+            except ValueError as e:
+                skipped.append(f"'{name}' ({e})")
+        elif module.in_features % group_size != 0:
+            skipped.append(f"'{name}' (in_features {module.in_features} is not a multiple of group_size {group_size})")
+        else:
+            targets.append((name, Int4WeightOnlyLinear.from_float(module, group_size)))
     if not targets:
-        raise ValueError(f"quantize_int4_weight_only: no nn.Linear layer with in_features a multiple of "
-                         f"{group_size} to convert" + (f" (skipped: {[n for n, _ in skipped]})" if skipped else ""))
+        raise ValueError("quantize_int4_weight_only: no layer to convert" +
+                         (f"; kept: {', '.join(skipped)}" if skipped else " (the model has no nn.Linear)"))
     if skipped:
-        warnings.warn(f"quantize_int4_weight_only: kept in float (in_features not a multiple of group_size = "
-                      f"{group_size}): " + ", ".join(f"'{n}' ({m.in_features})" for n, m in skipped), stacklevel=2)
-    for name, linear in targets:
+        warnings.warn("quantize_int4_weight_only: kept as they are: " + ", ".join(skipped), stacklevel=2)
+    for name, new in targets:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, Int4WeightOnlyLinear.from_float(linear, group_size))
+        setattr(parent, child, new)
     return model
