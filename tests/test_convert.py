@@ -725,7 +725,8 @@ def test_untraceable_model_errors_name_the_model():
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    (dict(weight=W8), r"layer '0' does not quantize its input \(activation=None\)"),
+    (dict(weight=W8), r"layer '0' does not quantize its input \(activation=None\).* 4-bit weight-only model "
+                      r"deploys with lowbit.quantize_int4_weight_only"),
     (dict(activation=A8), r"layer '0' does not quantize its weight"),
     (dict(weight=W8, activation=QuantSpec(Int(8), granularity="per_channel")),
      r"layer '0': activation granularity 'per_channel'"),

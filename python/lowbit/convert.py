@@ -343,7 +343,8 @@ def _check_layers(gm: fx.GraphModule, caller: str) -> list[fx.Node]:
         if layer.input_quantizer is None or layer.weight_quantizer is None:
             which = "input (activation=None)" if layer.input_quantizer is None else "weight (weight=None)"
             problems.append(f"layer '{name}' does not quantize its {which}: integer layers need both quantized "
-                            f"(prepare_qat with weight= and activation=)")
+                            f"(prepare_qat with weight= and activation=); a 4-bit weight-only model deploys with "
+                            f"lowbit.quantize_int4_weight_only")
             continue
         for role, q in (("input", layer.input_quantizer), ("weight", layer.weight_quantizer)):
             if not _on_affine_grid(q):
