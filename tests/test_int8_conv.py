@@ -27,6 +27,8 @@ CONFIGS = [
     (3, 6, 5, 13, 18, (2, 4), (3, 1), (4, 3), (1, 3), 6),    # depthwise x3, padding wider than the kernel
     (1, 2, 4, 3, 2, (1, 2), (1, 1), (0, 3), (1, 6), 2),       # depthwise, a tap column entirely in padding
     (2, 3, 6, 6, 48, (3, 3), (1, 1), (1, 1), (1, 1), 3),      # groups of one input channel, 16 outputs each
+    (2, 4, 20, 19, 8, (3, 3), (1, 1), (2, 2), (2, 2), 4),     # depthwise stride 1, dilated, multiplier 2
+    (1, 3, 17, 23, 3, (5, 5), (1, 1), (2, 2), (1, 1), 3),     # depthwise 5x5 (odd tap count), stride 1
 ]
 
 

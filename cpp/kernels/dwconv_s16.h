@@ -18,10 +18,20 @@ namespace lowbit::kernels {
 
 using DwconvTapSumsFn = void (*)(int32_t* acc, int64_t n, const int16_t* const* src, const int16_t* w, int64_t taps);
 
+// The uint8 form, for uint8 codes: acc[q] = init + Σ_t w[t]·src[t][q] (acc overwritten), src[t]
+// pointing into a copy of the input plane padded with the zero point zx itself. The op folds the
+// zero point into init = bias - zx·Σ_t w[t], so padding contributes w·zx - w·zx = 0 and no
+// int16 copy of x - zx is needed; products are at most 255·255, pair sums 130050, exact; the
+// running sums wrap modulo 2^32 (see dwconv_u8_tap_sums_reference).
+using DwconvU8TapSumsFn = void (*)(int32_t* acc, int64_t n, const uint8_t* const* src, const int16_t* w, int64_t taps,
+                                   int32_t init);
+
 struct DwconvKernels {
   const char* isa_name;
   const char* name;  // XNNPACK-style, e.g. s16_dwconv_taps__avx2
   DwconvTapSumsFn tap_sums;
+  const char* u8_name;  // e.g. u8_dwconv_taps__avx2
+  DwconvU8TapSumsFn u8_tap_sums;
 };
 
 const DwconvKernels& dwconv_kernels_scalar();
@@ -38,6 +48,21 @@ inline void dwconv_tap_sums_reference(int32_t* acc, int64_t q0, int64_t n, const
     const int32_t wt = w[t];
     const int16_t* s = src[t];
     for (int64_t q = q0; q < n; ++q) acc[q] += wt * int32_t{s[q]};
+  }
+}
+
+// Sums wrap modulo 2^32 (as vpaddd does): init = bias - zx·Σw may sit outside the range the op's
+// accumulator bound covers for the unfolded sum, but the final value lies inside it, so the
+// wrapped result is the exact one.
+inline void dwconv_u8_tap_sums_reference(int32_t* acc, int64_t q0, int64_t n, const uint8_t* const* src,
+                                         const int16_t* w, int64_t taps, int32_t init) {
+  for (int64_t q = q0; q < n; ++q) acc[q] = init;
+  for (int64_t t = 0; t < taps; ++t) {
+    const int32_t wt = w[t];
+    const uint8_t* s = src[t];
+    for (int64_t q = q0; q < n; ++q) {
+      acc[q] = static_cast<int32_t>(static_cast<uint32_t>(acc[q]) + static_cast<uint32_t>(wt * int32_t{s[q]}));
+    }
   }
 }
 LOWBIT_ISA_END

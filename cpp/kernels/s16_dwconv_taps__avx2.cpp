@@ -45,12 +45,42 @@ void s16_dwconv_taps__avx2(int32_t* acc, int64_t n, const int16_t* const* src, c
   dwconv_tap_sums_reference(acc, q, n, src, w, taps);
 }
 
+// The uint8 form: the bytes of taps t and t + 1 at 8 outputs are interleaved (vpunpcklbw, within
+// 128 bits) and zero-extended to int16 pairs (vpmovzxbw), so vpmaddwd by the weight pair gives
+// outputs in order, no final permute; 16 outputs per block, both accumulators starting at init.
+void u8_dwconv_taps__avx2(int32_t* acc, int64_t n, const uint8_t* const* src, const int16_t* w, int64_t taps,
+                          int32_t init) {
+  const int64_t pairs = taps / 2;
+  int64_t q = 0;
+  for (; q + 16 <= n; q += 16) {
+    __m256i lo = _mm256_set1_epi32(init), hi = lo;  // outputs 0..7, 8..15
+    for (int64_t p = 0; p < pairs; ++p) {
+      const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src[2 * p] + q));
+      const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src[2 * p + 1] + q));
+      const __m256i wp = _mm256_set1_epi32(static_cast<int32_t>((static_cast<uint32_t>(static_cast<uint16_t>(w[2 * p + 1])) << 16) |
+                                                                static_cast<uint16_t>(w[2 * p])));
+      lo = _mm256_add_epi32(lo, _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_unpacklo_epi8(a, b)), wp));
+      hi = _mm256_add_epi32(hi, _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_unpackhi_epi8(a, b)), wp));
+    }
+    if (taps % 2 != 0) {  // the last tap alone: its pair partner has weight 0
+      const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src[taps - 1] + q));
+      const __m256i wp = _mm256_set1_epi32(static_cast<uint16_t>(w[taps - 1]));
+      lo = _mm256_add_epi32(lo, _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_unpacklo_epi8(a, a)), wp));
+      hi = _mm256_add_epi32(hi, _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_unpackhi_epi8(a, a)), wp));
+    }
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + q), lo);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + q + 8), hi);
+  }
+  dwconv_u8_tap_sums_reference(acc, q, n, src, w, taps, init);
+}
+
 }  // namespace
 LOWBIT_ISA_END
 
 namespace kernels {
 const DwconvKernels& dwconv_kernels_avx2() {
-  static const DwconvKernels table = {"avx2", "s16_dwconv_taps__avx2", &s16_dwconv_taps__avx2};
+  static const DwconvKernels table = {"avx2", "s16_dwconv_taps__avx2", &s16_dwconv_taps__avx2,
+                                             "u8_dwconv_taps__avx2", &u8_dwconv_taps__avx2};
   return table;
 }
 }  // namespace kernels

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <type_traits>
 
 #include "core/fixed_point.h"
 #include "core/requantize.h"
@@ -698,15 +699,21 @@ void depthwise_conv_direct(const Int8LinearPlan& plan, const Code* x, const int8
   // each row's end are computed and dropped): long vector loops instead of one short loop per
   // tap and row, which on small planes cost more to set up than to run. The tap sums run on the
   // dispatched dwconv kernel (dwconv_s16.h; AVX2: two taps per vpmaddwd).
+  // uint8 codes skip the int16 copy: the plane is copied as bytes, padded with zx itself, and the
+  // zero point is folded into the accumulators' start value (dwconv_s16.h, DwconvU8TapSumsFn).
   const bool flat = geo.sh == 1 && geo.sw == 1;
+  constexpr bool kU8 = std::is_same_v<Code, uint8_t>;
   const kernels::DwconvTapSumsFn tap_sums = kernels::dwconv_kernels().tap_sums;
+  const kernels::DwconvU8TapSumsFn u8_tap_sums = kernels::dwconv_kernels().u8_tap_sums;
   const int64_t hp = geo.h + 2 * geo.ph, wp = geo.w + 2 * geo.pw;
   const int64_t xpad_size = flat ? hp * wp + (geo.kw - 1) * geo.dw : 0;
   at::parallel_for(0, batch * oc, grain, [&](int64_t begin, int64_t end) {
     std::vector<int32_t> acc(static_cast<size_t>(flat ? geo.oh * wp : pixels));
     std::vector<int16_t> wt(static_cast<size_t>(taps));
-    std::vector<int16_t> xpad(static_cast<size_t>(xpad_size), 0);
+    std::vector<int16_t> xpad(static_cast<size_t>(kU8 ? 0 : xpad_size), 0);
+    std::vector<uint8_t> xpad_u8(static_cast<size_t>(kU8 ? xpad_size : 0), static_cast<uint8_t>(plan.zx));
     std::vector<const int16_t*> tap_src(static_cast<size_t>(taps));
+    std::vector<const uint8_t*> tap_src_u8(static_cast<size_t>(taps));
     std::vector<int16_t> tap_w(static_cast<size_t>(taps));
     int64_t xpad_plane = -1;  // the input plane b·C + g that xpad holds
     for (int64_t plane = begin; plane < end; ++plane) {
@@ -715,9 +722,32 @@ void depthwise_conv_direct(const Int8LinearPlan& plan, const Code* x, const int8
       for (int64_t t = 0; t < taps; ++t) {
         wt[t] = static_cast<int16_t>(panel[kernels::gemm_panel_offset(taps, j % kernels::kGemmNr, t)] - plan.wzp[o]);
       }
-      std::fill(acc.begin(), acc.end(), bias != nullptr ? bias[o * bias_stride] : 0);
+      const int32_t bias_o = bias != nullptr ? bias[o * bias_stride] : 0;
       const Code* xs = x + (b * geo.channels + g) * geo.h * geo.w;
-      if (flat) {
+      if (flat && kU8) {
+        if (xpad_plane != b * geo.channels + g) {
+          xpad_plane = b * geo.channels + g;
+          for (int64_t y = 0; y < geo.h; ++y) {
+            std::memcpy(xpad_u8.data() + (y + geo.ph) * wp + geo.pw, xs + y * geo.w, static_cast<size_t>(geo.w));
+          }
+        }
+        int64_t live = 0;  // taps with a nonzero weight
+        int32_t weight_sum = 0;
+        for (int64_t i = 0; i < geo.kh; ++i) {
+          for (int64_t jj = 0; jj < geo.kw; ++jj) {
+            const int16_t wv = wt[i * geo.kw + jj];
+            if (wv == 0) continue;
+            weight_sum += wv;
+            tap_src_u8[live] = xpad_u8.data() + i * geo.dh * wp + jj * geo.dw;
+            tap_w[live++] = wv;
+          }
+        }
+        // bias - zx·Σw, wrapping like the sums that follow (exact once they are added).
+        const int32_t init = static_cast<int32_t>(static_cast<uint32_t>(bias_o) -
+                                                  static_cast<uint32_t>(static_cast<int32_t>(plan.zx) * weight_sum));
+        u8_tap_sums(acc.data(), geo.oh * wp, tap_src_u8.data(), tap_w.data(), live, init);
+      } else if (flat) {
+        std::fill(acc.begin(), acc.end(), bias_o);
         if (xpad_plane != b * geo.channels + g) {
           xpad_plane = b * geo.channels + g;
           for (int64_t y = 0; y < geo.h; ++y) {
@@ -735,9 +765,8 @@ void depthwise_conv_direct(const Int8LinearPlan& plan, const Code* x, const int8
           }
         }
         tap_sums(acc.data(), geo.oh * wp, tap_src.data(), tap_w.data(), live);
-        for (int64_t y = 1; y < geo.oh; ++y) {  // drop the wide columns: rows move down, in order
-          std::memmove(acc.data() + y * geo.ow, acc.data() + y * wp, static_cast<size_t>(geo.ow) * sizeof(int32_t));
-        }
+      } else {
+        std::fill(acc.begin(), acc.end(), bias_o);
       }
       for (int64_t i = 0; !flat && i < geo.kh; ++i) {
         for (int64_t jj = 0; jj < geo.kw; ++jj) {
@@ -770,7 +799,12 @@ void depthwise_conv_direct(const Int8LinearPlan& plan, const Code* x, const int8
       RequantParams p = base;
       p.multiplier = plan.mult[o];
       p.shift = plan.shf[o];
-      run(acc.data(), static_cast<uint8_t*>(out) + plane * pixels, pixels, p);
+      uint8_t* const out_plane = static_cast<uint8_t*>(out) + plane * pixels;
+      if (flat) {  // row by row, dropping each wide row's wp - ow extra columns
+        for (int64_t y = 0; y < geo.oh; ++y) run(acc.data() + y * wp, out_plane + y * geo.ow, geo.ow, p);
+      } else {
+        run(acc.data(), out_plane, pixels, p);
+      }
     }
   });
 }

@@ -107,6 +107,43 @@ TEST_CASE("depthwise tap sums: every supported path equals exact sums with extre
   });
 }
 
+TEST_CASE("uint8 depthwise tap sums: every supported path equals exact sums from init with extreme codes and weights") {
+  std::mt19937 rng(7);
+  for_each_supported_isa([&](Isa isa) {
+    const auto& table = lowbit::kernels::dwconv_kernels(isa);
+    for (int64_t taps : {0, 1, 2, 3, 9, 25, 49}) {
+      for (int64_t n : {0, 1, 15, 16, 17, 40, 100}) {
+        for (int extreme = 0; extreme < 3; ++extreme) {
+          // Codes in [0, 255], weights minus zero points in [-255, 255]; `extreme` 1 puts every
+          // code at 255 and weight at +-255, 2 starts from an init near INT32_MIN that the sums
+          // bring back into range (the op's folded zero point can do that; the sums wrap).
+          std::vector<std::vector<uint8_t>> planes(static_cast<size_t>(taps), std::vector<uint8_t>(static_cast<size_t>(n)));
+          std::vector<const uint8_t*> src;
+          std::vector<int16_t> w;
+          int64_t weight_sum = 0;
+          for (auto& plane : planes) {
+            for (auto& v : plane) v = extreme == 1 ? 255 : static_cast<uint8_t>(rng() % 256);
+            src.push_back(plane.data());
+            const int wv = extreme >= 1 ? ((rng() & 1) ? 255 : -255) : static_cast<int>(rng() % 511) - 255;
+            w.push_back(static_cast<int16_t>(wv));
+            weight_sum += wv;
+          }
+          const int64_t init = extreme == 2 && weight_sum > 0 ? int64_t{INT32_MIN} + 7 : static_cast<int64_t>(rng() % 2001) - 1000;
+          std::vector<int32_t> acc(static_cast<size_t>(n), 12345);
+          table.u8_tap_sums(acc.data(), n, src.data(), w.data(), taps, static_cast<int32_t>(init));
+          for (int64_t q = 0; q < n; ++q) {
+            int64_t want = init;
+            for (int64_t t = 0; t < taps; ++t) want += int64_t{w[t]} * planes[t][q];
+            const int32_t want32 = static_cast<int32_t>(static_cast<uint32_t>(want));  // wrapped, as the op needs
+            INFO(table.u8_name << " taps " << taps << " n " << n << " extreme " << extreme << " at " << q);
+            REQUIRE(acc[q] == want32);
+          }
+        }
+      }
+    }
+  });
+}
+
 TEST_CASE("int8 GEMM packing round-trips and pads with zeros") {
   std::mt19937 rng(3);
   for (int64_t n : {1, 16, 17, 40}) {
