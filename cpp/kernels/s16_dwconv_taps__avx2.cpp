@@ -17,6 +17,12 @@ namespace lowbit {
 LOWBIT_ISA_BEGIN
 namespace {
 
+// (w0, w1) in every 32-bit lane, w0 in the low half: vpmaddwd's operand for one tap pair.
+inline __m256i weight_pair(int16_t w0, int16_t w1) {
+  return _mm256_set1_epi32(static_cast<int32_t>((static_cast<uint32_t>(static_cast<uint16_t>(w1)) << 16) |
+                                                static_cast<uint16_t>(w0)));
+}
+
 void s16_dwconv_taps__avx2(int32_t* acc, int64_t n, const int16_t* const* src, const int16_t* w, int64_t taps) {
   const int64_t pairs = taps / 2;
   int64_t q = 0;
@@ -25,14 +31,13 @@ void s16_dwconv_taps__avx2(int32_t* acc, int64_t n, const int16_t* const* src, c
     for (int64_t p = 0; p < pairs; ++p) {
       const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src[2 * p] + q));
       const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src[2 * p + 1] + q));
-      const __m256i wp = _mm256_set1_epi32(static_cast<int32_t>((static_cast<uint32_t>(static_cast<uint16_t>(w[2 * p + 1])) << 16) |
-                                                                static_cast<uint16_t>(w[2 * p])));
+      const __m256i wp = weight_pair(w[2 * p], w[2 * p + 1]);
       lo = _mm256_add_epi32(lo, _mm256_madd_epi16(_mm256_unpacklo_epi16(a, b), wp));
       hi = _mm256_add_epi32(hi, _mm256_madd_epi16(_mm256_unpackhi_epi16(a, b), wp));
     }
     if (taps % 2 != 0) {  // the last tap alone: its pair partner has weight 0
       const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src[taps - 1] + q));
-      const __m256i wp = _mm256_set1_epi32(static_cast<uint16_t>(w[taps - 1]));
+      const __m256i wp = weight_pair(w[taps - 1], 0);
       lo = _mm256_add_epi32(lo, _mm256_madd_epi16(_mm256_unpacklo_epi16(a, a), wp));
       hi = _mm256_add_epi32(hi, _mm256_madd_epi16(_mm256_unpackhi_epi16(a, a), wp));
     }
@@ -57,14 +62,13 @@ void u8_dwconv_taps__avx2(int32_t* acc, int64_t n, const uint8_t* const* src, co
     for (int64_t p = 0; p < pairs; ++p) {
       const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src[2 * p] + q));
       const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src[2 * p + 1] + q));
-      const __m256i wp = _mm256_set1_epi32(static_cast<int32_t>((static_cast<uint32_t>(static_cast<uint16_t>(w[2 * p + 1])) << 16) |
-                                                                static_cast<uint16_t>(w[2 * p])));
+      const __m256i wp = weight_pair(w[2 * p], w[2 * p + 1]);
       lo = _mm256_add_epi32(lo, _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_unpacklo_epi8(a, b)), wp));
       hi = _mm256_add_epi32(hi, _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_unpackhi_epi8(a, b)), wp));
     }
     if (taps % 2 != 0) {  // the last tap alone: its pair partner has weight 0
       const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src[taps - 1] + q));
-      const __m256i wp = _mm256_set1_epi32(static_cast<uint16_t>(w[taps - 1]));
+      const __m256i wp = weight_pair(w[taps - 1], 0);
       lo = _mm256_add_epi32(lo, _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_unpacklo_epi8(a, a)), wp));
       hi = _mm256_add_epi32(hi, _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_unpackhi_epi8(a, a)), wp));
     }
