@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "core/requantize.h"
+#include "kernels/transpose_bytes.h"
 #include "kernels/gemm_int8.h"
 
 namespace lowbit {
@@ -135,25 +136,6 @@ inline void store_s32_block(const int32_t* tile, int64_t ldt, int64_t rows, int6
     std::memcpy(a.c + (row0 + i + a.out_row_offset) * a.ldc + n0, tile + i * ldt,
                 static_cast<size_t>(ncols) * sizeof(int32_t));
   }
-}
-
-// dst[c·ldd + r] = src[r·lds + c] for r, c < 8 (one-byte codes): three rounds of byte, 16-bit and
-// 32-bit block swaps between pairs of rows held in uint64 (little-endian byte order), about one
-// operation per byte instead of a load and a store per byte.
-template <typename Out>
-inline void transpose_8x8_bytes(const Out* src, int64_t lds, Out* dst, int64_t ldd) {
-  static_assert(sizeof(Out) == 1);
-  uint64_t r[8];
-  for (int i = 0; i < 8; ++i) std::memcpy(&r[i], src + i * lds, 8);
-  auto swap = [&](int i, int j, int bits, uint64_t mask) {
-    const uint64_t t = ((r[i] >> bits) ^ r[j]) & mask;
-    r[j] ^= t;
-    r[i] ^= t << bits;
-  };
-  for (int i = 0; i < 8; i += 2) swap(i, i + 1, 8, 0x00FF00FF00FF00FFull);
-  for (int i : {0, 1, 4, 5}) swap(i, i + 2, 16, 0x0000FFFF0000FFFFull);
-  for (int i = 0; i < 4; ++i) swap(i, i + 4, 32, 0x00000000FFFFFFFFull);
-  for (int i = 0; i < 8; ++i) std::memcpy(dst + i * ldd, &r[i], 8);
 }
 
 template <typename VI, RequantRounding R, typename Out>
