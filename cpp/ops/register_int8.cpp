@@ -9,6 +9,7 @@
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <numeric>
 #include <type_traits>
 
 #include "core/fixed_point.h"
@@ -743,6 +744,20 @@ void depthwise_conv_direct(const Int8LinearPlan& plan, const Code* x, const int8
     std::vector<const uint8_t*> tap_src_u8(static_cast<size_t>(taps));
     std::vector<int16_t> tap_w(static_cast<size_t>(taps));
     int64_t xpad_plane = -1;  // the input plane b·C + g that xpad holds
+    // The taps with a nonzero weight (of wt): their sources in the padded plane `base`, shifted to
+    // each tap, into src, and their weights into tap_w; returns how many.
+    auto live_taps = [&](const auto* base, auto* src) {
+      int64_t live = 0;
+      for (int64_t i = 0; i < geo.kh; ++i) {
+        for (int64_t jj = 0; jj < geo.kw; ++jj) {
+          const int16_t wv = wt[i * geo.kw + jj];
+          if (wv == 0) continue;
+          src[live] = base + i * geo.dh * wp + jj * geo.dw;
+          tap_w[live++] = wv;
+        }
+      }
+      return live;
+    };
     for (int64_t plane = begin; plane < end; ++plane) {
       const int64_t b = plane / oc, o = plane % oc, g = o / ocg, j = o % ocg;
       const int8_t* panel = packed_groups + g * group_packed_bytes + (j / kernels::kGemmNr) * kernels::gemm_panel_bytes(taps);
@@ -758,23 +773,16 @@ void depthwise_conv_direct(const Int8LinearPlan& plan, const Code* x, const int8
             std::memcpy(xpad_u8.data() + (y + geo.ph) * wp + geo.pw, xs + y * geo.w, static_cast<size_t>(geo.w));
           }
         }
-        int64_t live = 0;  // taps with a nonzero weight
-        int32_t weight_sum = 0;
-        for (int64_t i = 0; i < geo.kh; ++i) {
-          for (int64_t jj = 0; jj < geo.kw; ++jj) {
-            const int16_t wv = wt[i * geo.kw + jj];
-            if (wv == 0) continue;
-            weight_sum += wv;
-            tap_src_u8[live] = xpad_u8.data() + i * geo.dh * wp + jj * geo.dw;
-            tap_w[live++] = wv;
-          }
-        }
+        const int64_t live = live_taps(xpad_u8.data(), tap_src_u8.data());
+        const int32_t weight_sum = std::accumulate(tap_w.begin(), tap_w.begin() + live, int32_t{0});
         // bias - zx·Σw, wrapping like the sums that follow (exact once they are added).
         const int32_t init = static_cast<int32_t>(static_cast<uint32_t>(bias_o) -
                                                   static_cast<uint32_t>(static_cast<int32_t>(plan.zx) * weight_sum));
         u8_tap_sums(acc.data(), geo.oh * wp, tap_src_u8.data(), tap_w.data(), live, init);
-      } else if (flat) {
+      } else {
         std::fill(acc.begin(), acc.end(), bias_o);
+      }
+      if (flat && !kU8) {
         if (xpad_plane != b * geo.channels + g) {
           xpad_plane = b * geo.channels + g;
           for (int64_t y = 0; y < geo.h; ++y) {
@@ -782,18 +790,8 @@ void depthwise_conv_direct(const Int8LinearPlan& plan, const Code* x, const int8
             for (int64_t xi = 0; xi < geo.w; ++xi) dst[xi] = static_cast<int16_t>(xs[y * geo.w + xi] - zx16);
           }
         }
-        int64_t live = 0;  // taps with a nonzero weight
-        for (int64_t i = 0; i < geo.kh; ++i) {
-          for (int64_t jj = 0; jj < geo.kw; ++jj) {
-            const int16_t wv = wt[i * geo.kw + jj];
-            if (wv == 0) continue;
-            tap_src[live] = xpad.data() + i * geo.dh * wp + jj * geo.dw;
-            tap_w[live++] = wv;
-          }
-        }
+        const int64_t live = live_taps(xpad.data(), tap_src.data());
         tap_sums(acc.data(), geo.oh * wp, tap_src.data(), tap_w.data(), live);
-      } else {
-        std::fill(acc.begin(), acc.end(), bias_o);
       }
       for (int64_t i = 0; !flat && i < geo.kh; ++i) {
         for (int64_t jj = 0; jj < geo.kw; ++jj) {
