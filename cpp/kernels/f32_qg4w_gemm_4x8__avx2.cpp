@@ -230,8 +230,8 @@ float* thread_xb(int64_t count) {
   return buffer.get();
 }
 
-// Rows [rc, rc + rows) × blocks [b0, b1) over groups [g0, g1), every block of 8 channels in
-// `whole` (they can be stepped two at a time) or the one partial block.
+// Rows [rc, rc + rows) × channel blocks [b0, b1) over groups [g0, g1), stepping two blocks at a
+// time where the rows allow; totals[r·ld_row + (b - b0)·8] holds the running sums of block b.
 template <Int4Variant V>
 void block_range(const Int4LinearArgs& a, int64_t rc, int64_t rows, int64_t b0, int64_t b1, int64_t g0, int64_t g1,
                  const float* xb, int64_t ldxb, float* totals, int64_t ld_row) {

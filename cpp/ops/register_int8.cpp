@@ -1320,11 +1320,10 @@ at::Tensor int4_weight_linear_cpu(const at::Tensor& x, const at::Tensor& packed_
                                   const at::Tensor& zero_point, const std::optional<at::Tensor>& bias) {
   constexpr const char* op = "int4_weight_linear";
   check_same_device(x, "x", scale, "scale", op);
-  check_same_device(x, "x", zero_point, "zero_point", op);
-  TORCH_CHECK(scale.dim() == 2, "lowbit.", op, ": scale must be 2-D [out_features, K / group_size], got shape ",
-              scale.sizes());
-  check_int4_linear_x(x, packed_weight, scale.size(0), scale.size(1), "scale", op);
-  return int4_linear_impl(x, packed_weight, pack_int4_params(scale, zero_point, op), scale.size(0), bias, op);
+  // Checks scale's and zero_point's shapes, dtypes and values, then packs them.
+  const at::Tensor params = pack_int4_params(scale, zero_point, op);
+  check_int4_linear_x(x, packed_weight, scale.size(0), params.size(1), "scale", op);
+  return int4_linear_impl(x, packed_weight, params, scale.size(0), bias, op);
 }
 
 at::Tensor int4_weight_linear_packed_cpu(const at::Tensor& x, const at::Tensor& packed_weight,
