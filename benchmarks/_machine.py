@@ -1,8 +1,9 @@
-"""Machine facts every benchmark prints with its table."""
+"""Machine facts every benchmark prints with its table, and the --markdown file it appends to."""
 
 from __future__ import annotations
 
 import platform
+import time
 
 
 def cpu_model() -> str:
@@ -15,3 +16,10 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def append_markdown(path: str, script: str, lines: list[str]) -> None:
+    """Append `lines` (the printed header and table) to the markdown file `path` under a heading
+    naming `script` and the time."""
+    with open(path, "a") as f:
+        f.write("\n".join(["", f"### {script} ({time.strftime('%Y-%m-%d %H:%M')})", ""] + lines) + "\n")

@@ -24,14 +24,13 @@ processes only ever makes a round slower); re-run on a quiet machine for numbers
 from __future__ import annotations
 
 import argparse
-import time
 import warnings
 
 import torch
 import torch.nn.functional as F
 
 import lowbit
-from _machine import cpu_model
+from _machine import append_markdown, cpu_model
 from bench_int8_gemm import best_time
 from lowbit import ops
 
@@ -158,9 +157,7 @@ def main():
     emit("")
     run_pools(args.threads, args.budget, print_fn=emit)
     if args.markdown:
-        with open(args.markdown, "a") as f:
-            f.write("\n".join(["", f"### bench_int8_conv.py ({time.strftime('%Y-%m-%d %H:%M')})", ""] + lines + out_rows)
-                    + "\n")
+        append_markdown(args.markdown, "bench_int8_conv.py", lines + out_rows)
 
 
 if __name__ == "__main__":

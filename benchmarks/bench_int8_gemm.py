@@ -39,7 +39,7 @@ import warnings
 import torch
 
 import lowbit
-from _machine import cpu_model
+from _machine import append_markdown, cpu_model
 from lowbit import ops
 
 SQUARE = [512, 1024, 2048, 4096]
@@ -218,9 +218,7 @@ def main():
         for group in args.int4_groups:
             run_int4(args.threads, budget, print_fn=emit, group=group, rows=LLM_M if group == 128 else (1,))
     if args.markdown:
-        with open(args.markdown, "a") as f:
-            f.write("\n".join(["", f"### bench_int8_gemm.py ({time.strftime('%Y-%m-%d %H:%M')})", ""] + lines + out_rows)
-                    + "\n")
+        append_markdown(args.markdown, "bench_int8_gemm.py", lines + out_rows)
 
 
 if __name__ == "__main__":

@@ -20,10 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import platform
 import struct
-import time
 import unicodedata
 from pathlib import Path
 
@@ -32,6 +29,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import lowbit
+from _machine import cpu_model
+from bench_int8_gemm import best_time
 
 SENTENCES = [
     "A man is eating food.",
@@ -210,16 +209,6 @@ def linear_bytes(model: nn.Module) -> int:
     return total
 
 
-def best_time(fn, budget_s: float) -> float:
-    fn()
-    best, start = math.inf, time.perf_counter()
-    while time.perf_counter() - start < budget_s:
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--group-size", type=int, nargs="+", default=[128, 32])
@@ -242,7 +231,7 @@ def main() -> None:
     with torch.inference_mode():
         want = reference(ids, attention)
     want_sim = want @ want.T
-    print(f"CPU: {platform.processor() or platform.machine()}; torch {torch.__version__}; "
+    print(f"CPU: {cpu_model()}; torch {torch.__version__}; "
           f"lowbit kernel path {lowbit.build_info()['kernel_path']}; int4 kernel {lowbit._C.int4_kernel_name()}")
     print(f"{len(SENTENCES)} sentences, {ids.shape[1]} tokens after padding; float32 Linear weights "
           f"{linear_bytes(reference) / 2**20:.2f} MiB")
@@ -257,8 +246,8 @@ def main() -> None:
             times = []
             for t in args.threads:
                 torch.set_num_threads(t)
-                times.append((best_time(lambda: model(ids, attention), args.budget) * 1e3,
-                              best_time(lambda: model(*one), args.budget) * 1e3))
+                t = best_time({"batch": lambda: model(ids, attention), "one": lambda: model(*one)}, args.budget)
+                times.append((t["batch"] * 1e3, t["one"] * 1e3))
         cos = (got * want).sum(-1)
         sim = got @ got.T
         off = ~torch.eye(len(SENTENCES), dtype=torch.bool)
