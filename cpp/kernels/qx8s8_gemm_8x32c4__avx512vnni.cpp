@@ -46,15 +46,18 @@ struct Avx512VnniTile8x32 {
     return copy;
   }
 
-  template <GemmAType A, int NP>
+  // MR rows (<= kMr) x NP panels. Few-row blocks (LLM decode, M = 1..7) take the smallest MR that
+  // holds them instead of repeating rows up to 8: at M = 1 a full tile would run 8x the multiplies.
+  template <GemmAType A, int NP, int MR>
   static void tile_np(const GemmInt8Args& args, int64_t m, int64_t mr, const int8_t* w, int64_t p, int32_t* out) {
+    static_assert(MR >= 1 && MR <= kMr);
     const int64_t stride = panel_stride(args.k);
-    const uint8_t* rows[kMr];
-    for (int64_t i = 0; i < kMr; ++i) {
-      // A missing row repeats the last real one; its results are not stored.
+    const uint8_t* rows[MR];
+    for (int64_t i = 0; i < MR; ++i) {
+      // A missing row (mr < MR) repeats the last real one; its results are not read.
       rows[i] = static_cast<const uint8_t*>(args.a) + (m + std::min<int64_t>(i, mr - 1)) * args.lda;
     }
-    __m512i acc[kMr][NP];
+    __m512i acc[MR][NP];
     for (auto& row : acc) {
       for (auto& v : row) v = _mm512_setzero_si512();
     }
@@ -63,19 +66,21 @@ struct Avx512VnniTile8x32 {
     // its zero-padded weights add 0, and the colsum correction covers the real K only.
     const int64_t full = args.a_rows_padded ? kernels::gemm_num_quads(args.k) : args.k / kGemmKc;
     const int64_t rest = args.a_rows_padded ? 0 : args.k % kGemmKc;
-    auto step = [&](const int32_t (&quad)[kMr], const int8_t* const (&wrow)[NP]) {
+    // Quads loaded first and the step as a lambda: written as one nested loop, GCC 12 keeps the
+    // one-panel accumulators in memory (a store and reload per vpdpbusd).
+    auto step = [&](const int32_t (&quad)[MR], const int8_t* const (&wrow)[NP]) {
       __m512i wq[NP];
       for (int pp = 0; pp < NP; ++pp) wq[pp] = _mm512_loadu_si512(wrow[pp]);
-      for (int64_t i = 0; i < kMr; ++i) {
+      for (int i = 0; i < MR; ++i) {
         __m512i x = _mm512_set1_epi32(quad[i]);
         if constexpr (A == GemmAType::S8) x = _mm512_xor_si512(x, offset);
         for (int pp = 0; pp < NP; ++pp) acc[i][pp] = _mm512_dpbusd_epi32(acc[i][pp], x, wq[pp]);
       }
     };
-    int32_t quad[kMr];
+    int32_t quad[MR];
     const int8_t* wrow[NP];
     for (int64_t q = 0; q < full; ++q) {
-      for (int64_t i = 0; i < kMr; ++i) quad[i] = load_quad(rows[i] + 4 * q);
+      for (int i = 0; i < MR; ++i) quad[i] = load_quad(rows[i] + 4 * q);
       for (int pp = 0; pp < NP; ++pp) wrow[pp] = w + pp * stride + q * 64;
       step(quad, wrow);
     }
@@ -84,7 +89,7 @@ struct Avx512VnniTile8x32 {
       if constexpr (A == GemmAType::S8) {
         correction = _mm512_slli_epi32(_mm512_loadu_si512(args.col_sums + (p + pp) * kGemmNr), 7);
       }
-      for (int64_t i = 0; i < kMr; ++i) {
+      for (int i = 0; i < MR; ++i) {
         _mm512_store_si512(out + i * kPanels * kGemmNr + pp * kGemmNr, _mm512_sub_epi32(acc[i][pp], correction));
       }
     }
@@ -97,13 +102,24 @@ struct Avx512VnniTile8x32 {
     }
   }
 
+  template <GemmAType A, int NP>
+  static void tile_rows(const GemmInt8Args& args, int64_t m, int64_t mr, const int8_t* w, int64_t p, int32_t* out) {
+    switch (mr) {
+      case 1: return tile_np<A, NP, 1>(args, m, mr, w, p, out);
+      case 2: return tile_np<A, NP, 2>(args, m, mr, w, p, out);
+      case 3:
+      case 4: return tile_np<A, NP, 4>(args, m, mr, w, p, out);
+      default: return tile_np<A, NP, kMr>(args, m, mr, w, p, out);
+    }
+  }
+
   template <GemmAType A>
   static void tile(const GemmInt8Args& args, int64_t m, int64_t mr, const void* b, int np, int64_t p, int32_t* out) {
     const int8_t* w = static_cast<const int8_t*>(b);
     if (np == 2) {
-      tile_np<A, 2>(args, m, mr, w, p, out);
+      tile_rows<A, 2>(args, m, mr, w, p, out);
     } else {
-      tile_np<A, 1>(args, m, mr, w, p, out);
+      tile_rows<A, 1>(args, m, mr, w, p, out);
     }
   }
 };
