@@ -21,12 +21,15 @@
 // ---- Exactness (why no path can saturate or overflow) ------------------------------------------
 //
 // * AVX2 has no u8×s8 dot product that is exact: `vpmaddubsw` adds two u8·s8 products into a
-//   *saturating* int16 (2·255·128 = 65280 > 32767). lowbit never uses it. The AVX2 kernels widen
-//   both operands to int16 (activations zero- or sign-extended, weights sign-extended) and use
-//   `vpmaddwd`, whose pair sums (|.| <= 2·255·128) are exact in its int32 lanes; its only
-//   saturating input (-32768·-32768 twice) cannot arise from 8-bit values. On this ISA that costs
-//   nothing in multiplies (16 MACs per vpmaddwd equals vpmaddubsw + vpmaddwd per 32 MACs); the
-//   weights are widened once per call into a per-thread panel buffer, not in the inner loop.
+//   *saturating* int16 (2·255·128 = 65280 > 32767). lowbit uses it only for blocks whose activation
+//   rows are all <= 127 (7-bit codes, checked at run time: pair sums <= 2·127·128 = 32512).
+//   Everything else widens both operands to int16 (activations zero- or sign-extended, weights
+//   sign-extended) and uses `vpmaddwd`, whose pair sums (|.| <= 2·255·128) are exact in its int32
+//   lanes; its only saturating input (-32768·-32768 twice) cannot arise from 8-bit values. That
+//   takes the same multiplies (16 MACs per vpmaddwd, as vpmaddubsw + vpmaddwd per 32 MACs) but one
+//   more add per 32 MACs: equal speed where the multiplier port is the limit (AMD Zen 1, measured),
+//   about 3/4 where three vector ALU ports are (Intel cores; estimated, not measured here). Weights
+//   are widened once per call into a per-thread panel buffer when a block has many rows.
 // * VNNI `vpdpbusd` is exact for u8×s8 and wraps (never saturates) on accumulation; s8
 //   activations are offset by +128 (a ^ 0x80) and the kernel subtracts 128·colsum[n].
 // * Accumulation is modular (two's complement int32 adds everywhere, uint32 in the scalar path),
