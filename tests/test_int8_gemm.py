@@ -253,6 +253,36 @@ def test_int8_linear_matches_reference(path, case, rounding):
         assert torch.equal(got.long(), want), (path, m_rows, n, k)
 
 
+@pytest.mark.parametrize("rounding", ["double", "single"])
+@pytest.mark.parametrize("path", ALL_PATHS)
+def test_int8_linear_epilogue_shift_signs(path, rounding):
+    """The epilogue takes a shortcut for vectors of channels whose shifts are all <= 0 and whose
+    multipliers are not INT32_MIN (no saturating left shift); channels with a positive shift
+    (real multiplier >= 1, saturating on large sums) or an INT32_MIN multiplier in the same
+    vector take the full form. Blocks of every kind, against the int64 reference."""
+    path_or_skip(path)
+    gen = torch.Generator().manual_seed(21)
+    n, k = 72, 300
+    mult = torch.randint(2**30, 2**31, (n,), dtype=torch.int64, generator=gen)
+    shift = torch.randint(-12, 1, (n,), dtype=torch.int64, generator=gen)
+    shift[17] = 2                   # channels 16-31: one positive shift
+    shift[40:48] = torch.arange(1, 9)  # 40-47: all positive (an 8-lane vector of them)
+    mult[50] = -(2**31)             # 48-63: an INT32_MIN multiplier
+    shift[50] = -1
+    hi = 30 if rounding == "single" else 31
+    shift = shift.clamp(max=hi)
+    mult, shift = mult.to(torch.int32), shift.to(torch.int32)
+    w = torch.randint(-127, 128, (n, k), dtype=torch.int8, generator=gen)
+    packed, cs = ops.int8_pack_weight(w)
+    bias = torch.randint(-(2**20), 2**20, (n,), dtype=torch.int32, generator=gen)
+    for m_rows in (1, 5, 40):
+        x = torch.randint(0, 256, (m_rows, k), dtype=torch.uint8, generator=gen)
+        with lowbit.use_kernel_path(path):
+            got = ops.int8_linear(x, packed, cs, bias, 3, 0, mult, shift, 100, 0, 255, rounding=rounding)
+        want = _linear_ref(x, w, bias, 3, 0, mult, shift, 100, 0, 255, rounding)
+        assert torch.equal(got.long(), want), (path, m_rows)
+
+
 @pytest.mark.parametrize("path", ALL_PATHS)
 def test_int8_linear_paths_equal_scalar_large_threaded(path):
     path_or_skip(path)

@@ -140,7 +140,11 @@ def test_requantize_channels_kernel_matches_reference(path, rounding):
     gen = torch.Generator().manual_seed(1)
     n = 1003  # not a multiple of 8 or 16: vector body and scalar tail
     acc, mult, shift = _random_case(gen, n, rounding)
-    for qmin, qmax in QRANGES:
+    # Also with every shift <= 0: whole vectors then take the no-left-shift form, except the ones
+    # holding an INT32_MIN multiplier (the special values at the end).
+    acc_min = torch.where(mult == INT32_MIN, INT32_MIN, acc)  # SRDHM's saturating lane, too
+    cases = [(acc, mult, shift), (acc_min, mult, -shift.abs())]
+    for (acc, mult, shift), (qmin, qmax) in [(c, q) for c in cases for q in QRANGES]:
         zp = torch.randint(qmin, qmax, (n,), dtype=torch.int64, generator=gen).to(torch.int32)
         want = requantize_ref(acc, mult, shift, zp, qmin, qmax, rounding)
         with lowbit.use_kernel_path(path):

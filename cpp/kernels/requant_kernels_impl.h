@@ -4,6 +4,7 @@
 #pragma once
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 #include <utility>
 
 #include "core/requantize.h"
@@ -20,26 +21,46 @@ using kernels::RequantKernels;
 // The bounds are formed in int64 and clipped to int32 (r is an int32 anyway).
 inline int32_t clip_to_int32(int64_t v) { return static_cast<int32_t>(std::clamp<int64_t>(v, kInt32Min, kInt32Max)); }
 
-template <typename VI, RequantRounding R>
+// kRightOnly (double rounding only, ignored for single): every lane's shift is <= 0 and no
+// multiplier is INT32_MIN (VI::right_shift_only), so the saturating left shift is skipped; `shift`
+// then holds -shift.
+template <typename VI, RequantRounding R, bool kRightOnly = false>
 inline typename VI::I multiply(typename VI::I x, typename VI::I multiplier, typename VI::I shift) {
-  if constexpr (R == RequantRounding::Double) {
-    return VI::mbqm_double(x, multiplier, shift);
-  } else {
+  if constexpr (R == RequantRounding::Single) {
     return VI::mbqm_single(x, multiplier, shift);
+  } else if constexpr (kRightOnly) {
+    return VI::mbqm_double_right(x, multiplier, shift);
+  } else {
+    return VI::mbqm_double(x, multiplier, shift);
   }
+}
+
+// Whether a per-tensor (multiplier, shift) pair can take the kRightOnly form.
+template <RequantRounding R>
+inline bool right_shift_only(int32_t multiplier, int32_t shift) {
+  return R == RequantRounding::Double && shift <= 0 && multiplier != kInt32Min;
 }
 
 template <typename VI, RequantRounding R, typename Code>
 void requantize_run(const int32_t* acc, void* outv, int64_t n, const RequantParams& p) {
   Code* out = static_cast<Code*>(outv);
-  const auto multiplier = VI::set1(p.multiplier), shift = VI::set1(p.shift), zp = VI::set1(p.zero_point);
-  const auto lo = VI::set1(clip_to_int32(int64_t{p.qmin} - p.zero_point));
-  const auto hi = VI::set1(clip_to_int32(int64_t{p.qmax} - p.zero_point));
   int64_t i = 0;
   if constexpr (VI::kLanes > 1) {
-    for (; i + VI::kLanes <= n; i += VI::kLanes) {
-      const auto r = multiply<VI, R>(VI::load(acc + i), multiplier, shift);
-      VI::store_narrow(out + i, VI::add(VI::min(VI::max(r, lo), hi), zp));
+    const auto multiplier = VI::set1(p.multiplier), zp = VI::set1(p.zero_point);
+    const auto lo = VI::set1(clip_to_int32(int64_t{p.qmin} - p.zero_point));
+    const auto hi = VI::set1(clip_to_int32(int64_t{p.qmax} - p.zero_point));
+    auto loop = [&](auto right_only) {
+      constexpr bool kRightOnly = decltype(right_only)::value && R == RequantRounding::Double;
+      const auto shift = VI::set1(kRightOnly ? -p.shift : p.shift);
+      for (; i + VI::kLanes <= n; i += VI::kLanes) {
+        const auto r = multiply<VI, R, kRightOnly>(VI::load(acc + i), multiplier, shift);
+        VI::store_narrow(out + i, VI::add(VI::min(VI::max(r, lo), hi), zp));
+      }
+    };
+    if (right_shift_only<R>(p.multiplier, p.shift)) {
+      loop(std::true_type{});
+    } else {
+      loop(std::false_type{});
     }
   }
   for (; i < n; ++i) out[i] = static_cast<Code>(requantize_one(acc[i], p, R));
@@ -54,7 +75,14 @@ void requantize_channels(const int32_t* acc, void* outv, int64_t n, const int32_
     const auto vqmin = VI::set1(qmin), vqmax = VI::set1(qmax);
     for (; i + VI::kLanes <= n; i += VI::kLanes) {
       const auto zp = VI::load(zero_point + i);
-      const auto r = multiply<VI, R>(VI::load(acc + i), VI::load(multiplier + i), VI::load(shift + i));
+      const auto x = VI::load(acc + i), vm = VI::load(multiplier + i), vs = VI::load(shift + i);
+      typename VI::I r;
+      if constexpr (R == RequantRounding::Double) {
+        r = VI::right_shift_only(vm, vs) ? VI::mbqm_double_right(x, vm, VI::sub(VI::set1(0), vs))
+                                         : VI::mbqm_double(x, vm, vs);
+      } else {
+        r = VI::mbqm_single(x, vm, vs);
+      }
       const auto lo = VI::sub_sat(vqmin, zp), hi = VI::sub_sat(vqmax, zp);
       const auto clamped = VI::add(VI::min(VI::max(r, lo), hi), zp);
       VI::store_narrow(out + i, clamped);
@@ -73,16 +101,27 @@ void quantized_add(const void* av, const void* bv, void* outv, int64_t n, const 
   int64_t i = 0;
   if constexpr (VI::kLanes > 1) {
     const auto za = VI::set1(p.a_zero_point), zb = VI::set1(p.b_zero_point);
-    const auto ma = VI::set1(p.a_multiplier), sa = VI::set1(p.a_shift);
-    const auto mb = VI::set1(p.b_multiplier), sb = VI::set1(p.b_shift);
-    const auto mo = VI::set1(p.out_multiplier), so = VI::set1(p.out_shift), zo = VI::set1(p.out_zero_point);
+    const auto ma = VI::set1(p.a_multiplier), mb = VI::set1(p.b_multiplier), mo = VI::set1(p.out_multiplier);
+    const auto zo = VI::set1(p.out_zero_point);
     const auto lo = VI::set1(clip_to_int32(int64_t{p.qmin} - p.out_zero_point));
     const auto hi = VI::set1(clip_to_int32(int64_t{p.qmax} - p.out_zero_point));
-    for (; i + VI::kLanes <= n; i += VI::kLanes) {
-      const auto ya = multiply<VI, R>(VI::shift_left(VI::sub(VI::load_widen(a + i), za), p.left_shift), ma, sa);
-      const auto yb = multiply<VI, R>(VI::shift_left(VI::sub(VI::load_widen(b + i), zb), p.left_shift), mb, sb);
-      const auto r = multiply<VI, R>(VI::add(ya, yb), mo, so);
-      VI::store_narrow(out + i, VI::add(VI::min(VI::max(r, lo), hi), zo));
+    auto loop = [&](auto right_only) {
+      constexpr bool kRightOnly = decltype(right_only)::value && R == RequantRounding::Double;
+      const int sign = kRightOnly ? -1 : 1;
+      const auto sa = VI::set1(sign * p.a_shift), sb = VI::set1(sign * p.b_shift), so = VI::set1(sign * p.out_shift);
+      for (; i + VI::kLanes <= n; i += VI::kLanes) {
+        const auto xa = VI::shift_left(VI::sub(VI::load_widen(a + i), za), p.left_shift);
+        const auto xb = VI::shift_left(VI::sub(VI::load_widen(b + i), zb), p.left_shift);
+        const auto y = VI::add(multiply<VI, R, kRightOnly>(xa, ma, sa), multiply<VI, R, kRightOnly>(xb, mb, sb));
+        const auto r = multiply<VI, R, kRightOnly>(y, mo, so);
+        VI::store_narrow(out + i, VI::add(VI::min(VI::max(r, lo), hi), zo));
+      }
+    };
+    if (right_shift_only<R>(p.a_multiplier, p.a_shift) && right_shift_only<R>(p.b_multiplier, p.b_shift) &&
+        right_shift_only<R>(p.out_multiplier, p.out_shift)) {
+      loop(std::true_type{});
+    } else {
+      loop(std::false_type{});
     }
   }
   for (; i < n; ++i) out[i] = static_cast<Out>(quantized_add_one(a[i], b[i], p, R));

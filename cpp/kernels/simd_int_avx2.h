@@ -46,16 +46,19 @@ struct VecI32Avx2 {
   static I min(I a, I b) { return _mm256_min_epi32(a, b); }
   static I max(I a, I b) { return _mm256_max_epi32(a, b); }
 
-  static I srdhm(I a, I b) {
+  // srdhm for lanes where a and b are not both INT32_MIN (its one saturating case).
+  static I srdhm_unsaturated(I a, I b) {
     const __m256i nudge = _mm256_set1_epi64x(int64_t{1} << 30);
     const __m256i even = _mm256_add_epi64(_mm256_mul_epi32(a, b), nudge);
     const __m256i odd = _mm256_add_epi64(
         _mm256_mul_epi32(_mm256_srli_epi64(a, 32), _mm256_srli_epi64(b, 32)), nudge);
     // Bits 31..62: into the low half of each 64-bit lane (even) or the high half (odd).
-    const __m256i r = _mm256_blend_epi32(_mm256_srli_epi64(even, 31), _mm256_slli_epi64(odd, 1), 0xAA);
+    return _mm256_blend_epi32(_mm256_srli_epi64(even, 31), _mm256_slli_epi64(odd, 1), 0xAA);
+  }
+  static I srdhm(I a, I b) {
     const __m256i min = _mm256_set1_epi32(kInt32Min);
     const __m256i both_min = _mm256_and_si256(_mm256_cmpeq_epi32(a, min), _mm256_cmpeq_epi32(b, min));
-    return _mm256_blendv_epi8(r, _mm256_set1_epi32(kInt32Max), both_min);
+    return _mm256_blendv_epi8(srdhm_unsaturated(a, b), _mm256_set1_epi32(kInt32Max), both_min);
   }
 
   // Per-lane exponent in [0, 31]; ties away from zero.
@@ -83,6 +86,17 @@ struct VecI32Avx2 {
     const __m256i left = _mm256_max_epi32(shift, zero);
     const __m256i right = _mm256_max_epi32(_mm256_sub_epi32(zero, shift), zero);
     return rounding_divide_by_pot(srdhm(saturating_shift_left(x, left), multiplier), right);
+  }
+  // True when every lane has shift <= 0 and multiplier != INT32_MIN: then mbqm_double equals
+  // mbqm_double_right(x, multiplier, -shift), which skips the left shift and the SRDHM saturation.
+  static bool right_shift_only(I multiplier, I shift) {
+    const __m256i odd_lanes = _mm256_or_si256(_mm256_cmpgt_epi32(shift, _mm256_setzero_si256()),
+                                              _mm256_cmpeq_epi32(multiplier, _mm256_set1_epi32(kInt32Min)));
+    return _mm256_testz_si256(odd_lanes, odd_lanes);
+  }
+  // mbqm_double for lanes with shift = -right <= 0 and multiplier != INT32_MIN (right_shift_only).
+  static I mbqm_double_right(I x, I multiplier, I right) {
+    return rounding_divide_by_pot(srdhm_unsaturated(x, multiplier), right);
   }
 
   // (int64(x)·M + 2^(t-1)) >> t, t = 31 - shift in [1, 62], saturated to int32; the even lanes'

@@ -37,15 +37,18 @@ struct VecI32Avx512 {
   static I min(I a, I b) { return _mm512_min_epi32(a, b); }
   static I max(I a, I b) { return _mm512_max_epi32(a, b); }
 
-  static I srdhm(I a, I b) {
+  // srdhm for lanes where a and b are not both INT32_MIN (its one saturating case).
+  static I srdhm_unsaturated(I a, I b) {
     const __m512i nudge = _mm512_set1_epi64(int64_t{1} << 30);
     const __m512i even = _mm512_add_epi64(_mm512_mul_epi32(a, b), nudge);
     const __m512i odd = _mm512_add_epi64(
         _mm512_mul_epi32(_mm512_srli_epi64(a, 32), _mm512_srli_epi64(b, 32)), nudge);
-    const __m512i r = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(even, 31), _mm512_slli_epi64(odd, 1));
+    return _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(even, 31), _mm512_slli_epi64(odd, 1));
+  }
+  static I srdhm(I a, I b) {
     const __m512i min = _mm512_set1_epi32(kInt32Min);
     const __mmask16 both_min = _mm512_cmpeq_epi32_mask(a, min) & _mm512_cmpeq_epi32_mask(b, min);
-    return _mm512_mask_mov_epi32(r, both_min, _mm512_set1_epi32(kInt32Max));
+    return _mm512_mask_mov_epi32(srdhm_unsaturated(a, b), both_min, _mm512_set1_epi32(kInt32Max));
   }
 
   static I rounding_divide_by_pot(I x, I exponent) {
@@ -74,6 +77,14 @@ struct VecI32Avx512 {
     const __m512i left = _mm512_max_epi32(shift, zero);
     const __m512i right = _mm512_max_epi32(_mm512_sub_epi32(zero, shift), zero);
     return rounding_divide_by_pot(srdhm(saturating_shift_left(x, left), multiplier), right);
+  }
+  // See VecI32Avx2::right_shift_only / mbqm_double_right.
+  static bool right_shift_only(I multiplier, I shift) {
+    return (_mm512_cmpgt_epi32_mask(shift, _mm512_setzero_si512()) |
+            _mm512_cmpeq_epi32_mask(multiplier, _mm512_set1_epi32(kInt32Min))) == 0;
+  }
+  static I mbqm_double_right(I x, I multiplier, I right) {
+    return rounding_divide_by_pot(srdhm_unsaturated(x, multiplier), right);
   }
 
   static __m512i single_rounding_even_lanes(__m512i x, __m512i multiplier, __m512i total) {

@@ -111,6 +111,21 @@ inline void check_requant_table(const RequantKernels& k, const std::string& name
           REQUIRE(read_code(range.t, out, i) ==
                   reference_requantize(acc[i], mult[i], shift[i], zp[i], range.lo, range.hi, rounding));
         }
+        // Every shift <= 0: whole vectors take the no-left-shift form unless a lane's multiplier
+        // is INT32_MIN (then with an INT32_MIN accumulator: SRDHM's one saturating case).
+        std::vector<int32_t> right_shift(n), acc_min(acc);
+        for (size_t i = 0; i < n; ++i) {
+          right_shift[i] = shift[i] > 0 ? -shift[i] : shift[i];
+          if (mult[i] == kMin) acc_min[i] = kMin;
+        }
+        k.channels[r][static_cast<int>(range.t)](acc_min.data(), out.data(), static_cast<int64_t>(n), mult.data(),
+                                                 right_shift.data(), zp.data(), range.lo, range.hi);
+        for (size_t i = 0; i < n; ++i) {
+          INFO(name << " channels, shifts <= 0, rounding " << r << " n " << n << " i " << i << " acc " << acc_min[i]
+                    << " m " << mult[i] << " s " << right_shift[i]);
+          REQUIRE(read_code(range.t, out, i) ==
+                  reference_requantize(acc_min[i], mult[i], right_shift[i], zp[i], range.lo, range.hi, rounding));
+        }
         for (int32_t s : {-31, -7, 0, 5, max_shift}) {
           const RequantParams p{1374389535, s, zp.empty() ? range.lo : zp[0], range.lo, range.hi};
           k.run[r][static_cast<int>(range.t)](acc.data(), out.data(), static_cast<int64_t>(n), p);
@@ -211,7 +226,10 @@ inline void check_gemm_case(const GemmInt8Kernels& k, const std::string& name, i
   for (int64_t j = 0; j < n; ++j) {
     bias[j] = static_cast<int32_t>(rng() % 20001) - 10000;
     mult[j] = (1 << 30) + static_cast<int32_t>(rng() % (1u << 30));
-    shift[j] = -static_cast<int32_t>(8 + rng() % 10);
+    // Channels 16..31 of every 32 hold one positive shift (real multiplier >= 1), so 8- and 16-lane
+    // epilogue vectors come both with and without one (the no-left-shift shortcut).
+    shift[j] = (j / 16) % 2 == 1 && j % 16 == 3 ? static_cast<int32_t>(rng() % 4)
+                                               : -static_cast<int32_t>(8 + rng() % 10);
     wzp[j] = static_cast<int32_t>(rng() % 7) - 3;
   }
   for (int64_t i = 0; i < m; ++i) {
@@ -294,7 +312,10 @@ inline void check_gemm_conv_layouts(const GemmInt8Kernels& k, const std::string&
   for (int64_t j = 0; j < n; ++j) {
     bias[j] = static_cast<int32_t>(rng() % 20001) - 10000;
     mult[j] = (1 << 30) + static_cast<int32_t>(rng() % (1u << 30));
-    shift[j] = -static_cast<int32_t>(8 + rng() % 10);
+    // Channels 16..31 of every 32 hold one positive shift (real multiplier >= 1), so 8- and 16-lane
+    // epilogue vectors come both with and without one (the no-left-shift shortcut).
+    shift[j] = (j / 16) % 2 == 1 && j % 16 == 3 ? static_cast<int32_t>(rng() % 4)
+                                               : -static_cast<int32_t>(8 + rng() % 10);
     wzp[j] = static_cast<int32_t>(rng() % 7) - 3;
   }
   const int ai = signed_a ? 1 : 0;
