@@ -80,6 +80,29 @@ def test_int8_conv2d_matches_reference(path, cfg):
         assert torch.equal(got.long(), want), (path, cfg, xdtype)
 
 
+@pytest.mark.parametrize("c", [1, 2, 3, 5, 7, 8, 9, 17])
+def test_int8_conv2d_channels_last_copy_of_nchw_input(c):
+    """int8_conv2d makes its own channels-last copy of an NCHW input (unrolled moves below 8
+    channels, 8x8 byte transposes from 8): every channel count on both sides of that switch, from a
+    non-contiguous slice, with 2 threads splitting the pixel rows inside an image."""
+    gen = torch.Generator().manual_seed(30 + c)
+    big = torch.randint(0, 256, (2, c, 102, 73), dtype=torch.uint8, generator=gen)
+    x = big[:, :, 1:101, 2:72]  # 2 x c x 100 x 70, not contiguous
+    w = torch.randint(-127, 128, (4, c, 3, 3), dtype=torch.int8, generator=gen)
+    bias = torch.randint(-3000, 3000, (4,), dtype=torch.int32, generator=gen)
+    mult, shift = ops.quantize_multiplier(torch.rand(4, dtype=torch.float64, generator=gen) * 1e-3 + 1e-4)
+    packed, cs = ops.int8_pack_conv_weight(w)
+    want = _reference(x, w, bias, 7, torch.tensor([0]), mult, shift, 128, 0, 255, (2, 1), (1, 1), (1, 1), 1,
+                      "double")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        got = ops.int8_conv2d(x, packed, cs, bias, 7, 0, mult, shift, 128, 0, 255, 3, (2, 1), 1)
+    finally:
+        torch.set_num_threads(previous)
+    assert torch.equal(got.long(), want)
+
+
 def test_int8_conv2d_threads_and_channels_last_input():
     gen = torch.Generator().manual_seed(20)
     x = torch.randint(0, 256, (2, 32, 20, 20), dtype=torch.uint8, generator=gen)
