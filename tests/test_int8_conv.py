@@ -80,6 +80,27 @@ def test_int8_conv2d_matches_reference(path, cfg):
         assert torch.equal(got.long(), want), (path, cfg, xdtype)
 
 
+@pytest.mark.parametrize("path", ALL_PATHS)
+@pytest.mark.parametrize("c", [3, 16])
+@pytest.mark.parametrize("where", [(0, 0, 0), (1, 5, 6), (1, 11, 11)])
+def test_int8_conv2d_one_8bit_code_among_7bit_codes(path, c, where):
+    """7-bit codes take AVX2's vpmaddubsw tiles only when every byte of the block is <= 127; one
+    code of 255 among them (first pixel, middle, last pixel), against weights of 127 that make a
+    vpmaddubsw pair saturate (255·127 + 127·127 > 32767), must send its block to the exact tiles."""
+    path_or_skip(path)
+    gen = torch.Generator().manual_seed(c)
+    x = torch.randint(100, 128, (2, c, 12, 12), dtype=torch.uint8, generator=gen)
+    x[where[0], 0, where[1], where[2]] = 255  # channel 0: its vpmaddubsw partner is channel 1, inside
+    w = torch.full((24, c, 3, 3), 127, dtype=torch.int8)
+    # Outputs span most of [0, 255], so a saturated pair sum (off by > 15000) moves them by LSBs.
+    mult, shift = ops.quantize_multiplier(torch.full((24,), 200 / (9 * c * 128 * 127), dtype=torch.float64))
+    packed, cs = ops.int8_pack_conv_weight(w)
+    with lowbit.use_kernel_path(path):
+        got = ops.int8_conv2d(x, packed, cs, None, 0, 0, mult, shift, 0, 0, 255, 3, 1, 1)
+    want = _reference(x, w, None, 0, torch.tensor([0]), mult, shift, 0, 0, 255, (1, 1), (1, 1), (1, 1), 1, "double")
+    assert torch.equal(got.long(), want)
+
+
 @pytest.mark.parametrize("c", [1, 2, 3, 5, 7, 8, 9, 17])
 def test_int8_conv2d_channels_last_copy_of_nchw_input(c):
     """int8_conv2d makes its own channels-last copy of an NCHW input (unrolled moves below 8

@@ -273,18 +273,26 @@ struct Avx2TileMaddubs7 {
   }
 };
 
-// True when rows [m0, m1) of the u8 activations are all <= 127.
+// True when the n bytes at p are all <= 127.
+inline bool bytes_fit_7_bits(const uint8_t* p, int64_t n) {
+  __m256i any = _mm256_setzero_si256();
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) any = _mm256_or_si256(any, load256(p + i));
+  if (_mm256_movemask_epi8(any) != 0) return false;
+  uint8_t tail = 0;
+  for (; i < n; ++i) tail |= p[i];
+  return tail <= 127;
+}
+
+// True when rows [m0, m1) of the u8 activations are all <= 127. Rows that follow each other
+// without a gap (lda = K, or lda = the zero-padded row length) are checked as one range, so short
+// rows (a K = 27 convolution patch) do not each end in a byte loop.
 inline bool rows_fit_7_bits(const GemmInt8Args& args, int64_t m0, int64_t m1) {
   const uint8_t* a = static_cast<const uint8_t*>(args.a);
+  const int64_t row_bytes = args.a_rows_padded ? kernels::gemm_num_quads(args.k) * kGemmKc : args.k;
+  if (args.lda == row_bytes) return bytes_fit_7_bits(a + m0 * args.lda, (m1 - m0) * args.lda);
   for (int64_t r = m0; r < m1; ++r) {
-    const uint8_t* row = a + r * args.lda;
-    __m256i any = _mm256_setzero_si256();
-    int64_t i = 0;
-    for (; i + 32 <= args.k; i += 32) any = _mm256_or_si256(any, load256(row + i));
-    if (_mm256_movemask_epi8(any) != 0) return false;
-    for (; i < args.k; ++i) {
-      if (row[i] > 127) return false;
-    }
+    if (!bytes_fit_7_bits(a + r * args.lda, args.k)) return false;
   }
   return true;
 }

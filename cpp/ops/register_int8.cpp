@@ -699,46 +699,72 @@ void im2col_rows(const Im2colGeometry& g, const uint8_t* x, const uint8_t* x_end
     }
     return;
   }
-  for (int64_t r = r0; r < r1; ++r, ++xo) {
+  // Output row by output row: the tap rows' addresses and whether all of them lie inside the image
+  // are worked out once per row, and the patches whose columns lie inside too (all but a border
+  // column or two) are kh moves of a whole tap row each.
+  const int64_t x_lo = g.pw == 0 ? 0 : (g.pw + g.sw - 1) / g.sw;  // first output column inside
+  const int64_t x_span = (g.kw - 1) * g.dw;
+  std::vector<const uint8_t*> tap_rows(static_cast<size_t>(g.kh));
+  for (int64_t r = r0; r < r1;) {
     if (xo == g.ow) {
       xo = 0;
       if (++y == g.oh) y = 0, ++b;
     }
+    const int64_t run = std::min(r1 - r, g.ow - xo);
     const uint8_t* image = x + b * g.h * g.w * g.channels + group * cg;
-    uint8_t* row = cols + (r - r0) * ldc;
-    uint8_t* dst = row;
-    const int64_t x0 = xo * g.sw - g.pw;
-    const bool columns_inside = x0 >= 0 && x0 + (g.kw - 1) * g.dw < g.w;
-    for (int64_t i = 0; i < g.kh; ++i, dst += row_run) {
+    bool rows_inside = true;
+    for (int64_t i = 0; i < g.kh; ++i) {
       const int64_t yi = y * g.sh - g.ph + i * g.dh;
-      if (yi < 0 || yi >= g.h) {
-        fill_run(dst, pad, row_run);
-        continue;
-      }
-      const uint8_t* src_row = image + yi * g.w * g.channels;
-      if (whole_rows && columns_inside) {
-        const uint8_t* src = src_row + x0 * g.channels;
-        if (row_run <= 16 && src + 16 <= x_end && dst + 16 <= cols_end) {
-          // One 16-byte move: the bytes past the run land where the next run (or the zero padding
-          // below, or the next row) is written afterwards.
-          std::memcpy(dst, src, 16);
-        } else {
-          copy_run(dst, src, row_run);
-        }
-        continue;
-      }
-      for (int64_t j = 0; j < g.kw; ++j) {
-        const int64_t xi = x0 + j * g.dw;
-        if (xi < 0 || xi >= g.w) {
-          fill_run(dst + j * cg, pad, cg);
-        } else if (cg == 1) {
-          dst[j] = src_row[xi * g.channels];
-        } else {
-          copy_run(dst + j * cg, src_row + xi * g.channels, cg);
-        }
-      }
+      const bool inside = yi >= 0 && yi < g.h;
+      rows_inside = rows_inside && inside;
+      tap_rows[i] = inside ? image + yi * g.w * g.channels : nullptr;
     }
-    copy_run(row + k, zeros, ldc - k);
+    for (int64_t t = 0; t < run; ++t) {
+      const int64_t xc = xo + t;
+      uint8_t* row = cols + (r + t - r0) * ldc;
+      uint8_t* dst = row;
+      const int64_t x0 = xc * g.sw - g.pw;
+      const bool columns_inside = xc >= x_lo && x0 + x_span < g.w;
+      if (whole_rows && rows_inside && columns_inside && row_run <= 16) {
+        // One 16-byte move per tap row: the bytes past the run land where the next run (or the
+        // zero padding below, or the next row) is written afterwards; the last rows of the
+        // buffer and of the input take the exact-length copy.
+        for (int64_t i = 0; i < g.kh; ++i, dst += row_run) {
+          const uint8_t* src = tap_rows[i] + x0 * g.channels;
+          if (src + 16 <= x_end && dst + 16 <= cols_end) {
+            std::memcpy(dst, src, 16);
+          } else {
+            copy_run(dst, src, row_run);
+          }
+        }
+        copy_run(row + k, zeros, ldc - k);
+        continue;
+      }
+      for (int64_t i = 0; i < g.kh; ++i, dst += row_run) {
+        const uint8_t* src_row = tap_rows[i];
+        if (src_row == nullptr) {
+          fill_run(dst, pad, row_run);
+          continue;
+        }
+        if (whole_rows && columns_inside) {
+          copy_run(dst, src_row + x0 * g.channels, row_run);
+          continue;
+        }
+        for (int64_t j = 0; j < g.kw; ++j) {
+          const int64_t xi = x0 + j * g.dw;
+          if (xi < 0 || xi >= g.w) {
+            fill_run(dst + j * cg, pad, cg);
+          } else if (cg == 1) {
+            dst[j] = src_row[xi * g.channels];
+          } else {
+            copy_run(dst + j * cg, src_row + xi * g.channels, cg);
+          }
+        }
+      }
+      copy_run(row + k, zeros, ldc - k);
+    }
+    r += run;
+    xo += run;
   }
 }
 

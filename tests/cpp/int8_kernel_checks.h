@@ -366,6 +366,43 @@ inline void check_gemm_conv_layouts(const GemmInt8Kernels& k, const std::string&
   }
 }
 
+// u8 rows of 7-bit codes, zero-padded to whole quads and following each other (lda = the padded
+// length: the layout int8_conv2d hands over, which AVX2 range-checks as one run), with a single
+// code of 255 at the last real byte of one row. Against weights of 127 its vpmaddubsw pair
+// (255·127 + ~110·127) would saturate, so the check must see it wherever it is.
+inline void check_gemm_7bit_padded_rows(const GemmInt8Kernels& k, const std::string& name) {
+  std::mt19937 rng(5);
+  for (int64_t kk : {6, 28, 30, 66}) {  // kk - 1 odd: the 255 pairs with a real code
+    const int64_t lda = (kk + 3) / 4 * 4, m = 37, n = 20;
+    const int64_t panels = lowbit::kernels::gemm_num_panels(n);
+    std::vector<int8_t> w(static_cast<size_t>(n * kk), 127);
+    std::vector<int8_t> packed(static_cast<size_t>(panels * lowbit::kernels::gemm_panel_bytes(kk)) + 1);
+    std::vector<int32_t> col_sums(static_cast<size_t>(panels * 16), 0);
+    lowbit::kernels::gemm_int8_pack_weight(w.data(), n, kk, packed.data(), col_sums.data());
+    for (int64_t hot : {int64_t{0}, m / 2, m - 1}) {
+      std::vector<uint8_t> a(static_cast<size_t>(m * lda), 0);
+      for (int64_t i = 0; i < m; ++i) {
+        for (int64_t t = 0; t < kk; ++t) a[i * lda + t] = static_cast<uint8_t>(100 + rng() % 28);
+      }
+      a[hot * lda + kk - 1] = 255;
+      GemmInt8Args args = gemm_operands(a.data(), lda, packed.data(), col_sums.data(), m, n, kk);
+      args.a_rows_padded = true;
+      std::vector<int32_t> c(static_cast<size_t>(m * n), 0);
+      args.c = c.data();
+      args.ldc = n;
+      k.gemm[0][0](args, 0, m, 0, panels);
+      for (int64_t i = 0; i < m; ++i) {
+        int64_t want = 0;
+        for (int64_t t = 0; t < kk; ++t) want += 127 * int64_t{a[i * lda + t]};
+        for (int64_t j = 0; j < n; ++j) {
+          INFO(name << " 7-bit padded rows, k " << kk << " 255 in row " << hot << " at " << i << "," << j);
+          REQUIRE(int64_t{c[i * n + j]} == want);
+        }
+      }
+    }
+  }
+}
+
 inline void check_gemm_table(const GemmInt8Kernels& k, const std::string& name) {
   std::mt19937 rng(11);
   const int64_t shapes[][3] = {{1, 1, 1}, {1, 16, 4}, {2, 17, 5}, {3, 33, 7},  {5, 15, 129}, {16, 16, 16},
@@ -382,6 +419,7 @@ inline void check_gemm_table(const GemmInt8Kernels& k, const std::string& name) 
     check_gemm_conv_layouts(k, name, s[0], s[1], s[2], /*signed_a=*/false, false, rng);
     check_gemm_conv_layouts(k, name, s[0], s[1], s[2], /*signed_a=*/false, /*seven_bit=*/true, rng);
   }
+  check_gemm_7bit_padded_rows(k, name);
 }
 
 }  // namespace lowbit_int8_test
