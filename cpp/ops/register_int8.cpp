@@ -609,7 +609,7 @@ void nchw_pixel_rows_few(const uint8_t* src, int64_t pixels, uint8_t* dst, int64
 // The channels-last copy of an NCHW batch of 1-byte codes (x itself when it already is one), made
 // here rather than by Tensor::contiguous(ChannelsLast), whose generic strided loop took 9% of a
 // 3-channel stem convolution: threads over pixel ranges, 8x8 byte transposes for 8 channels and
-// more, unrolled moves below that.
+// more, SSE2 unpacks for 3 (RGB), unrolled moves for the other counts below 8.
 at::Tensor channels_last_codes(const at::Tensor& x) {
   if (x.is_contiguous(at::MemoryFormat::ChannelsLast)) return x;
   const at::Tensor xn = x.contiguous();
@@ -627,7 +627,7 @@ at::Tensor channels_last_codes(const at::Tensor& x) {
       switch (c) {
         case 1: nchw_pixel_rows_few<1>(s, pixels, d, run); break;
         case 2: nchw_pixel_rows_few<2>(s, pixels, d, run); break;
-        case 3: nchw_pixel_rows_few<3>(s, pixels, d, run); break;
+        case 3: interleave_3_planes(s, s + pixels, s + 2 * pixels, d, run); break;
         case 4: nchw_pixel_rows_few<4>(s, pixels, d, run); break;
         case 5: nchw_pixel_rows_few<5>(s, pixels, d, run); break;
         case 6: nchw_pixel_rows_few<6>(s, pixels, d, run); break;

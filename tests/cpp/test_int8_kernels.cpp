@@ -12,6 +12,7 @@
 #include "int8_kernel_checks.h"
 #include "kernels/dispatch.h"
 #include "kernels/int4_weight.h"
+#include "kernels/transpose_bytes.h"
 #if defined(__x86_64__) || defined(_M_X64)
 #include <xmmintrin.h>
 #endif
@@ -344,3 +345,27 @@ TEST_CASE("int4 weight-only GEMM: the subnormal variant's exponent-spread limit 
   }
 }
 #endif
+
+TEST_CASE("byte layouts: 8x8 transpose and 3-plane interleave move every byte to its place and write nothing else") {
+  std::mt19937 rng(3);
+  // 8x8 transpose between strided rows, guard bytes around the destination block.
+  std::vector<uint8_t> src(8 * 11), dst(8 * 13, 0xA5);
+  for (auto& v : src) v = static_cast<uint8_t>(rng());
+  lowbit::transpose_8x8_bytes(src.data(), 11, dst.data() + 2, 13);
+  for (int r = 0; r < 8; ++r) {
+    for (int c = 0; c < 13; ++c) {
+      INFO("transpose row " << r << " col " << c);
+      REQUIRE(dst[r * 13 + c] == (c >= 2 && c < 10 ? src[(c - 2) * 11 + r] : 0xA5));
+    }
+  }
+  // Interleave: every length around the 16-pixel steps (and 0), guard bytes after 3n.
+  for (int64_t n = 0; n <= 70; ++n) {
+    std::vector<uint8_t> planes(static_cast<size_t>(3 * n + 1)), out(static_cast<size_t>(3 * n + 8), 0x5A);
+    for (auto& v : planes) v = static_cast<uint8_t>(rng());
+    lowbit::interleave_3_planes(planes.data(), planes.data() + n, planes.data() + 2 * n, out.data(), n);
+    for (int64_t i = 0; i < 3 * n + 8; ++i) {
+      INFO("interleave n " << n << " byte " << i);
+      REQUIRE(out[i] == (i < 3 * n ? planes[(i % 3) * n + i / 3] : 0x5A));
+    }
+  }
+}
