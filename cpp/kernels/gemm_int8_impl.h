@@ -106,7 +106,8 @@ void requantize_block(const int32_t* tile, int64_t ldt, int64_t rows, int64_t nc
     for (; j + VI::kLanes <= ncols; j += VI::kLanes) {
       const auto vb = VI::load(bias + j), vm = VI::load(mult + j), vs = VI::load(shift + j), vw = VI::load(wzp + j);
       // kRightOnly: every channel's shift <= 0 (real multiplier < 1, the usual case), so the
-      // double-rounding multiply skips the saturating left shift: a third of the epilogue's work.
+      // double-rounding multiply skips the saturating left shift and SRDHM's saturation blend, about
+      // a quarter of the epilogue's instructions.
       auto rows_loop = [&](auto right_only) {
         constexpr bool kRightOnly = decltype(right_only)::value && R == RequantRounding::Double;
         const auto vright = VI::sub(VI::set1(0), vs);

@@ -143,28 +143,34 @@ inline void check_requant_table(const RequantKernels& k, const std::string& name
     const auto rounding = static_cast<RequantRounding>(r);
     for (int in_signed = 0; in_signed < 2; ++in_signed) {
       for (int out_signed = 0; out_signed < 2; ++out_signed) {
-        const QuantizedAddParams p{in_signed ? -3 : 120, in_signed ? 9 : 100, 1717986918, -2, 1073741824, 0,
-                                   1342177280, -19, out_signed ? 5 : 128, out_signed ? -128 : 0,
-                                   out_signed ? 127 : 255, 20};
-        for (size_t n : {size_t{1}, size_t{16}, size_t{33}, size_t{300}}) {
-          std::vector<uint8_t> a(n), b(n), out(n);
-          for (size_t i = 0; i < n; ++i) {
-            a[i] = static_cast<uint8_t>(rng());
-            b[i] = static_cast<uint8_t>(rng());
-          }
-          k.add[r][in_signed][out_signed](a.data(), b.data(), out.data(), static_cast<int64_t>(n), p);
-          for (size_t i = 0; i < n; ++i) {
-            const int32_t av = in_signed ? int32_t{static_cast<int8_t>(a[i])} : int32_t{a[i]};
-            const int32_t bv = in_signed ? int32_t{static_cast<int8_t>(b[i])} : int32_t{b[i]};
-            const int32_t ya = reference_requantize((av - p.a_zero_point) * (1 << p.left_shift), p.a_multiplier,
-                                                    p.a_shift, 0, kMin, kMax, rounding);
-            const int32_t yb = reference_requantize((bv - p.b_zero_point) * (1 << p.left_shift), p.b_multiplier,
-                                                    p.b_shift, 0, kMin, kMax, rounding);
-            const int32_t want = reference_requantize(ya + yb, p.out_multiplier, p.out_shift, p.out_zero_point,
-                                                      p.qmin, p.qmax, rounding);
-            const int32_t got = out_signed ? int32_t{static_cast<int8_t>(out[i])} : int32_t{out[i]};
-            INFO(name << " add rounding " << r << " signed " << in_signed << out_signed << " i " << i);
-            REQUIRE(got == want);
+        // The second set has a positive output shift and an INT32_MIN multiplier (the kernel takes
+        // them, int8_add does not): the full multiply instead of the shortcut for shifts <= 0.
+        const QuantizedAddParams params[] = {
+            {in_signed ? -3 : 120, in_signed ? 9 : 100, 1717986918, -2, 1073741824, 0, 1342177280, -19,
+             out_signed ? 5 : 128, out_signed ? -128 : 0, out_signed ? 127 : 255, 20},
+            {in_signed ? -3 : 120, in_signed ? 9 : 100, kMin, -1, 1073741824, 0, 1342177280, 2,
+             out_signed ? 5 : 128, out_signed ? -128 : 0, out_signed ? 127 : 255, 12}};
+        for (const QuantizedAddParams& p : params) {
+          for (size_t n : {size_t{1}, size_t{16}, size_t{33}, size_t{300}}) {
+            std::vector<uint8_t> a(n), b(n), out(n);
+            for (size_t i = 0; i < n; ++i) {
+              a[i] = static_cast<uint8_t>(rng());
+              b[i] = static_cast<uint8_t>(rng());
+            }
+            k.add[r][in_signed][out_signed](a.data(), b.data(), out.data(), static_cast<int64_t>(n), p);
+            for (size_t i = 0; i < n; ++i) {
+              const int32_t av = in_signed ? int32_t{static_cast<int8_t>(a[i])} : int32_t{a[i]};
+              const int32_t bv = in_signed ? int32_t{static_cast<int8_t>(b[i])} : int32_t{b[i]};
+              const int32_t ya = reference_requantize((av - p.a_zero_point) * (1 << p.left_shift), p.a_multiplier,
+                                                      p.a_shift, 0, kMin, kMax, rounding);
+              const int32_t yb = reference_requantize((bv - p.b_zero_point) * (1 << p.left_shift), p.b_multiplier,
+                                                      p.b_shift, 0, kMin, kMax, rounding);
+              const int32_t want = reference_requantize(ya + yb, p.out_multiplier, p.out_shift, p.out_zero_point,
+                                                        p.qmin, p.qmax, rounding);
+              const int32_t got = out_signed ? int32_t{static_cast<int8_t>(out[i])} : int32_t{out[i]};
+              INFO(name << " add rounding " << r << " signed " << in_signed << out_signed << " i " << i);
+              REQUIRE(got == want);
+            }
           }
         }
       }
