@@ -90,9 +90,9 @@ struct VecI32Avx2 {
   // True when every lane has shift <= 0 and multiplier != INT32_MIN: then mbqm_double equals
   // mbqm_double_right(x, multiplier, -shift), which skips the left shift and the SRDHM saturation.
   static bool right_shift_only(I multiplier, I shift) {
-    const __m256i odd_lanes = _mm256_or_si256(_mm256_cmpgt_epi32(shift, _mm256_setzero_si256()),
-                                              _mm256_cmpeq_epi32(multiplier, _mm256_set1_epi32(kInt32Min)));
-    return _mm256_testz_si256(odd_lanes, odd_lanes);
+    const __m256i needs_full = _mm256_or_si256(_mm256_cmpgt_epi32(shift, _mm256_setzero_si256()),
+                                               _mm256_cmpeq_epi32(multiplier, _mm256_set1_epi32(kInt32Min)));
+    return _mm256_testz_si256(needs_full, needs_full);
   }
   // mbqm_double for lanes with shift = -right <= 0 and multiplier != INT32_MIN (right_shift_only).
   static I mbqm_double_right(I x, I multiplier, I right) {
