@@ -27,6 +27,7 @@ from .workflow import (  # noqa: E402
     prepare_qat,
 )
 from .convert import ConversionError, SimulationReport, compare_simulation, convert  # noqa: E402
+from .batchnorm import fold_batchnorm  # noqa: E402
 from .nn.weight_only import quantize_int4_weight_only  # noqa: E402
 # ---- estimators (issue 4): registers "lsq", "lsq+", "learnable", "pact", "qil", "dsq", "sigmoid" ----
 from . import learnable_quantizers  # noqa: E402

@@ -48,7 +48,7 @@ def _patterns(value: Patterns, name: str) -> Optional[list[str]]:
 
 def prepare_qat(model: nn.Module, *, weight: Optional[QuantSpec] = None, activation: Optional[QuantSpec] = None,
                 include: Patterns = None, skip: Patterns = None, simulation: str = "float",
-                requant_rounding: str = "double") -> nn.Module:
+                requant_rounding: str = "double", fold_batchnorm: Optional[bool] = None) -> nn.Module:
     """Swap every ``nn.Linear`` / ``nn.Conv2d`` of ``model`` for its quantization-aware version, in place.
 
     Each swapped layer quantizes its weight with ``weight`` and its input with ``activation``
@@ -83,6 +83,13 @@ def prepare_qat(model: nn.Module, *, weight: Optional[QuantSpec] = None, activat
             (the float simulation supplies the gradients and the output observations).
         requant_rounding: the fixed-point rounding of integer simulation (``"double"``, TFLite's
             default, or ``"single"``, ruy's / TFLITE_SINGLE_ROUNDING).
+        fold_batchnorm: fold each ``BatchNorm2d`` that directly follows a ``Conv2d`` into it before
+            quantizing (:func:`lowbit.fold_batchnorm`: the BatchNorm's running statistics and affine
+            parameters go into the conv's weight and bias, and it becomes ``nn.Identity``). Default
+            (None): on with ``simulation="integer"``, whose purpose is an integer model (a
+            BatchNorm left between a conv and its quantizer runs in float, on the conv's int32
+            accumulators), off with ``simulation="float"``. Folding freezes the statistics: QAT
+            then fine-tunes the folded conv. Pass False to keep BatchNorms as float layers.
 
     Quantizers observe ranges only in training mode, so train (or run calibration batches with
     the quantizers in training mode) before evaluating: a never-observed quantizer uses scale 1.
@@ -108,6 +115,12 @@ def prepare_qat(model: nn.Module, *, weight: Optional[QuantSpec] = None, activat
         from .convert import check_integer_simulation_args
 
         check_integer_simulation_args(weight, activation, requant_rounding, "prepare_qat")
+    if fold_batchnorm not in (None, True, False):
+        raise TypeError(f"prepare_qat: fold_batchnorm must be True, False or None, got {fold_batchnorm!r}")
+    if fold_batchnorm if fold_batchnorm is not None else simulation == "integer":
+        from .batchnorm import fold_batchnorm as fold
+
+        fold(model, caller="prepare_qat")
     include_patterns = _patterns(include, "include")
     skip_patterns = _patterns(skip, "skip")
 

@@ -384,12 +384,37 @@ class IntAdd(nn.Module):
         lo, hi = I.activation_bounds(so, zo, oq.qmin, oq.qmax, self.fused_activation)
         _opt_buffer(self, "act_min", lo)
         _opt_buffer(self, "act_max", hi)
+        # The fused int8_add kernel (one pass, same arithmetic) when everything is per tensor, the
+        # output is 8-bit and every shift is <= 0 (add_params' multipliers are below 1): the
+        # reference route below is five tensor ops and three requantize calls. Its clamp bounds
+        # are the output range and the fused activation's together; its arguments are kept as
+        # non-persistent buffers (derived from the ones above, not part of the state dict).
+        self.kernel_bounds: Optional[tuple[int, int]] = None
+        self.output_dtype = code_dtype(oq.qmin, oq.qmax)
+        scalars = (za, zb, zo) + tuple(params)
+        if all(t.numel() == 1 for t in scalars) and all(int(t) <= 0 for t in params[1::2]):
+            qmin = max(oq.qmin, int(lo) if lo is not None else oq.qmin)
+            qmax = min(oq.qmax, int(hi) if hi is not None else oq.qmax)
+            if qmin < qmax and (0 <= qmin and qmax <= 255 or -128 <= qmin and qmax <= 127) and self.left_shift <= 22:
+                self.kernel_bounds = (qmin, qmax)
+                self.register_buffer("kernel_zero_points", torch.cat([za, zb, zo]).to(torch.int32).reshape(3),
+                                     persistent=False)
+                self.register_buffer("kernel_multipliers", torch.cat(list(params[0::2])).to(torch.int32).reshape(3),
+                                     persistent=False)
+                self.register_buffer("kernel_shifts", torch.cat(list(params[1::2])).to(torch.int32).reshape(3),
+                                     persistent=False)
 
     @classmethod
     def from_simulation(cls, add: nn.Module) -> "IntAdd":
         return cls(add)
 
     def forward(self, a_codes: torch.Tensor, b_codes: torch.Tensor) -> torch.Tensor:
+        if (self.kernel_bounds is not None and a_codes.dtype == b_codes.dtype
+                and a_codes.dtype in (torch.uint8, torch.int8) and a_codes.device.type == "cpu"):
+            out = torch.ops.lowbit.int8_add(a_codes, b_codes, self.kernel_zero_points, self.kernel_multipliers,
+                                            self.kernel_shifts, self.kernel_bounds[0], self.kernel_bounds[1],
+                                            self.left_shift, self.requant_rounding)
+            return out if out.dtype == self.output_dtype else out.to(self.output_dtype)
         params = (self.lhs_multiplier, self.lhs_shift, self.rhs_multiplier, self.rhs_shift, self.multiplier, self.shift)
         return I.add_codes(a_codes, self.lhs_zero_point, b_codes, self.rhs_zero_point, params, self.left_shift,
                            self.output_zero_point, self.output_qmin, self.output_qmax, self.requant_rounding,
