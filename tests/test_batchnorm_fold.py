@@ -202,3 +202,26 @@ def test_int_add_kernel_route_equals_the_reference_route(signed_out):
     assert got.dtype == want.dtype and torch.equal(got, want)
     x = torch.randn(2, 4, 9, 9)
     assert torch.equal(converted(x), qat(x))
+
+
+def test_int_add_kernel_arguments_follow_a_loaded_state_dict_and_pickle():
+    import io
+
+    torch.manual_seed(0)
+    make = lambda: calibrate(lowbit.prepare_qat(trained_statistics(Net()).eval(), weight=W8, activation=A8,
+                                                simulation="integer"), (8, 3, 16, 16))
+    first, second = make(), make()
+    with torch.no_grad():  # a different calibration: other scales at the adds
+        second.train()
+        lowbit.enable_observer(second)
+        second(3 * torch.randn(8, 3, 16, 16))
+        lowbit.disable_observer(second)
+        second.eval()
+    a, b = lowbit.convert(first), lowbit.convert(second)
+    x = torch.randn(2, 3, 16, 16)
+    a.load_state_dict(b.state_dict())
+    assert torch.equal(a(x), b(x))
+    buffer = io.BytesIO()
+    torch.save(a, buffer)
+    buffer.seek(0)
+    assert torch.equal(torch.load(buffer, weights_only=False)(x), b(x))

@@ -361,6 +361,10 @@ class IntConv2d(_IntLayer):
                 + (f", int8_op={self.int8_op}" if self.route == "int8" else ""))
 
 
+def _refresh_add_kernel_args(module: nn.Module, _incompatible_keys) -> None:
+    module._set_kernel_args()  # a module-level function, not a lambda: converted models pickle
+
+
 class IntAdd(nn.Module):
     """A converted ``QuantAdd``: codes ``a``, ``b`` on their grids -> codes of ``a + b`` (TFLite ADD)."""
 
@@ -384,25 +388,32 @@ class IntAdd(nn.Module):
         lo, hi = I.activation_bounds(so, zo, oq.qmin, oq.qmax, self.fused_activation)
         _opt_buffer(self, "act_min", lo)
         _opt_buffer(self, "act_max", hi)
-        # The fused int8_add kernel (one pass, same arithmetic) when everything is per tensor, the
-        # output is 8-bit and every shift is <= 0 (add_params' multipliers are below 1): the
-        # reference route below is five tensor ops and three requantize calls. Its clamp bounds
-        # are the output range and the fused activation's together; its arguments are kept as
-        # non-persistent buffers (derived from the ones above, not part of the state dict).
-        self.kernel_bounds: Optional[tuple[int, int]] = None
         self.output_dtype = code_dtype(oq.qmin, oq.qmax)
-        scalars = (za, zb, zo) + tuple(params)
-        if all(t.numel() == 1 for t in scalars) and all(int(t) <= 0 for t in params[1::2]):
-            qmin = max(oq.qmin, int(lo) if lo is not None else oq.qmin)
-            qmax = min(oq.qmax, int(hi) if hi is not None else oq.qmax)
-            if qmin < qmax and (0 <= qmin and qmax <= 255 or -128 <= qmin and qmax <= 127) and self.left_shift <= 22:
-                self.kernel_bounds = (qmin, qmax)
-                self.register_buffer("kernel_zero_points", torch.cat([za, zb, zo]).to(torch.int32).reshape(3),
-                                     persistent=False)
-                self.register_buffer("kernel_multipliers", torch.cat(list(params[0::2])).to(torch.int32).reshape(3),
-                                     persistent=False)
-                self.register_buffer("kernel_shifts", torch.cat(list(params[1::2])).to(torch.int32).reshape(3),
-                                     persistent=False)
+        self._set_kernel_args()
+        # Loading a state dict replaces the buffers the kernel arguments derive from.
+        self.register_load_state_dict_post_hook(_refresh_add_kernel_args)
+
+    def _set_kernel_args(self) -> None:
+        """The fused int8_add kernel (one pass, same arithmetic) when everything is per tensor, the
+        output is 8-bit and every shift is <= 0 (add_params' multipliers are below 1); the reference
+        route in forward is five tensor ops and three requantize calls. The kernel's clamp bounds
+        are the output range and the fused activation's together; its tensor arguments are
+        non-persistent buffers derived from the persistent ones (not part of the state dict)."""
+        self.kernel_bounds: Optional[tuple[int, int]] = None
+        zps = (self.lhs_zero_point, self.rhs_zero_point, self.output_zero_point)
+        mults = (self.lhs_multiplier, self.rhs_multiplier, self.multiplier)
+        shifts = (self.lhs_shift, self.rhs_shift, self.shift)
+        if not all(t.numel() == 1 for t in zps + mults + shifts) or any(int(t) > 0 for t in shifts):
+            return
+        lo, hi = self.act_min, self.act_max
+        qmin = max(self.output_qmin, int(lo) if lo is not None else self.output_qmin)
+        qmax = min(self.output_qmax, int(hi) if hi is not None else self.output_qmax)
+        eight_bit = 0 <= qmin and qmax <= 255 or -128 <= qmin and qmax <= 127
+        if qmin >= qmax or not eight_bit or self.left_shift > 22:
+            return
+        self.kernel_bounds = (qmin, qmax)
+        for name, parts in (("kernel_zero_points", zps), ("kernel_multipliers", mults), ("kernel_shifts", shifts)):
+            self.register_buffer(name, torch.cat([t.reshape(1) for t in parts]).to(torch.int32), persistent=False)
 
     @classmethod
     def from_simulation(cls, add: nn.Module) -> "IntAdd":
