@@ -86,7 +86,7 @@ def test_int8_conv2d_matches_reference(path, cfg):
 def test_int8_conv2d_one_8bit_code_among_7bit_codes(path, c, where):
     """7-bit codes take AVX2's vpmaddubsw tiles only when every byte of the block is <= 127; one
     code of 255 among them (first pixel, middle, last pixel), against weights of 127 that make a
-    vpmaddubsw pair saturate (255·127 + 127·127 > 32767), must send its block to the exact tiles."""
+    vpmaddubsw pair saturate (255·127 + 100·127 > 32767), must send its block to the exact tiles."""
     path_or_skip(path)
     gen = torch.Generator().manual_seed(c)
     x = torch.randint(100, 128, (2, c, 12, 12), dtype=torch.uint8, generator=gen)
@@ -103,9 +103,9 @@ def test_int8_conv2d_one_8bit_code_among_7bit_codes(path, c, where):
 
 @pytest.mark.parametrize("c", [1, 2, 3, 5, 7, 8, 9, 17])
 def test_int8_conv2d_channels_last_copy_of_nchw_input(c):
-    """int8_conv2d makes its own channels-last copy of an NCHW input (unrolled moves below 8
-    channels, 8x8 byte transposes from 8): every channel count on both sides of that switch, from a
-    non-contiguous slice, with 2 threads splitting the pixel rows inside an image."""
+    """int8_conv2d makes its own channels-last copy of an NCHW input (an SSE2 interleave for 3
+    channels, unrolled moves for the other counts below 8, 8x8 byte transposes from 8): each form,
+    from a non-contiguous slice, with 2 threads splitting the pixel rows inside an image."""
     gen = torch.Generator().manual_seed(30 + c)
     big = torch.randint(0, 256, (2, c, 102, 73), dtype=torch.uint8, generator=gen)
     x = big[:, :, 1:101, 2:72]  # 2 x c x 100 x 70, not contiguous
