@@ -357,6 +357,39 @@ def test_average_pooling_is_integer_and_exact(act):
         assert_exact(model, converted, x)
 
 
+@pytest.mark.parametrize("kind, params, dims, keepdim", [
+    ("adaptive_avg_pool2d", dict(output_size=1), (-2, -1), True),
+    ("adaptive_avg_pool2d", dict(output_size=(1, 1)), (-2, -1), True),
+    ("mean", dict(dim=(2, 3), keepdim=False), (2, 3), False),
+    ("mean", dict(dim=-1, keepdim=True), (-1,), True),
+])
+@pytest.mark.parametrize("dtype, zp", [(torch.uint8, 0), (torch.uint8, 131), (torch.int8, -7)])
+def test_global_average_of_codes_against_the_formula(kind, params, dims, keepdim, dtype, zp):
+    """Global poolings and means sum the codes in int64 (no float64 copy): against
+    round_half_away(Σ(q - z) / count) + z written out here, ties included."""
+    from lowbit.nn._integer import AvgPool
+
+    gen = torch.Generator().manual_seed(zp + 300)
+    lo, hi = (0, 256) if dtype == torch.uint8 else (-128, 128)
+    codes = torch.randint(lo, hi, (3, 5, 4, 6), dtype=dtype, generator=gen)
+    codes[0, 0] = zp            # an exact zero
+    codes[0, 1] = zp + 1        # exact mean, sum > 0
+    codes[0, 2, :2] = zp + 1    # a tie: mean +0.5 (rounds away from zero)
+    codes[0, 2, 2:] = zp
+    codes[0, 3, :2] = zp - 1    # a tie: mean -0.5
+    codes[0, 3, 2:] = zp
+    z = torch.tensor([zp], dtype=torch.int32)
+    got = AvgPool(kind, **params).codes(codes, z, lo, hi - 1)
+    centered = codes.to(torch.int64) - zp
+    count = 1
+    for d in dims:
+        count *= codes.shape[d]
+    total = centered.sum(dim=dims, keepdim=keepdim)
+    mean = total.double() / count
+    want = (torch.sign(mean) * torch.floor(mean.abs() + 0.5)).to(torch.int64) + zp
+    assert got.dtype == dtype and torch.equal(got.to(torch.int64), want.clamp(lo, hi - 1))
+
+
 def test_average_of_codes_rounds_half_away_from_zero():
     from lowbit.nn._integer import AvgPool
 

@@ -399,11 +399,33 @@ class AvgPool:
         sums = centered.sum(dim=p["dim"], keepdim=p["keepdim"])
         return sums, torch.full_like(sums, float(count))
 
+    def _whole_planes(self, codes: torch.Tensor) -> Optional[tuple[tuple[int, ...], bool]]:
+        """``(dims, keepdim)`` when every output averages whole dimensions (a global pooling, a mean):
+        then one int64 sum of the codes gives the window sums, with no float64 copy of the input."""
+        p = self.params
+        if self.kind == "adaptive_avg_pool2d":
+            out = p["output_size"]
+            out = (out, out) if isinstance(out, int) else tuple(out)
+            return ((-2, -1), True) if out == (1, 1) and codes.dim() >= 2 else None
+        if self.kind == "mean":
+            dims = p["dim"] if isinstance(p["dim"], (tuple, list)) else (p["dim"],)
+            return tuple(dims), bool(p["keepdim"])
+        return None
+
     def codes(self, codes: torch.Tensor, zero_point: torch.Tensor, qmin: int, qmax: int) -> torch.Tensor:
         """Average of codes on their grid (see the class docstring)."""
-        sums, divisors = self._sums_and_divisors(_centered(codes, zero_point))
-        s = sums.to(torch.int64)
-        d = divisors.to(torch.int64)
+        whole = self._whole_planes(codes)
+        if whole is not None:
+            dims, keepdim = whole
+            count = 1
+            for dim in dims:
+                count *= codes.shape[dim]
+            s = codes.sum(dim=dims, keepdim=keepdim, dtype=torch.int64) - count * zero_point.to(torch.int64)
+            d = torch.full_like(s, count)
+        else:
+            sums, divisors = self._sums_and_divisors(_centered(codes, zero_point))
+            s = sums.to(torch.int64)
+            d = divisors.to(torch.int64)
         quotient = (2 * s.abs() + d) // (2 * d)  # |s|/d rounded half up, i.e. half away from zero with the sign
         avg = torch.where(s < 0, -quotient, quotient) + zero_point.to(torch.int64)
         return avg.clamp(qmin, qmax).to(codes.dtype)
