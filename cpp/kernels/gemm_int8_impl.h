@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "core/requantize.h"
+#include "kernels/requant_multiply.h"
 #include "kernels/transpose_bytes.h"
 #include "kernels/gemm_int8.h"
 
@@ -110,18 +111,11 @@ void requantize_block(const int32_t* tile, int64_t ldt, int64_t rows, int64_t nc
       // a quarter of the epilogue's instructions.
       auto rows_loop = [&](auto right_only) {
         constexpr bool kRightOnly = decltype(right_only)::value && R == RequantRounding::Double;
-        const auto vright = VI::sub(VI::set1(0), vs);
+        const auto shift_arg = kRightOnly ? VI::sub(VI::set1(0), vs) : vs;
         for (int64_t i = 0; i < rows; ++i) {
           auto v = VI::add(VI::load(tile + i * ldt + j), vb);
           if (asymmetric_w) v = VI::sub(v, VI::mullo(vw, VI::set1(a.row_sums[row0 + i])));
-          typename VI::I r;
-          if constexpr (R == RequantRounding::Single) {
-            r = VI::mbqm_single(v, vm, vs);
-          } else if constexpr (kRightOnly) {
-            r = VI::mbqm_double_right(v, vm, vright);
-          } else {
-            r = VI::mbqm_double(v, vm, vs);
-          }
+          const auto r = simd::requant_multiply<VI, R, kRightOnly>(v, vm, shift_arg);
           VI::store_narrow(out + i * ldd + j, VI::add(VI::min(VI::max(r, vlo), vhi), vzo));
         }
       };

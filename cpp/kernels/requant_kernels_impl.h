@@ -9,6 +9,7 @@
 
 #include "core/requantize.h"
 #include "kernels/requant_kernels.h"
+#include "kernels/requant_multiply.h"
 
 namespace lowbit {
 LOWBIT_ISA_BEGIN
@@ -21,25 +22,8 @@ using kernels::RequantKernels;
 // The bounds are formed in int64 and clipped to int32 (r is an int32 anyway).
 inline int32_t clip_to_int32(int64_t v) { return static_cast<int32_t>(std::clamp<int64_t>(v, kInt32Min, kInt32Max)); }
 
-// kRightOnly (double rounding only, ignored for single): every lane's shift is <= 0 and no
-// multiplier is INT32_MIN (VI::right_shift_only), so the saturating left shift is skipped; `shift`
-// then holds -shift.
-template <typename VI, RequantRounding R, bool kRightOnly = false>
-inline typename VI::I multiply(typename VI::I x, typename VI::I multiplier, typename VI::I shift) {
-  if constexpr (R == RequantRounding::Single) {
-    return VI::mbqm_single(x, multiplier, shift);
-  } else if constexpr (kRightOnly) {
-    return VI::mbqm_double_right(x, multiplier, shift);
-  } else {
-    return VI::mbqm_double(x, multiplier, shift);
-  }
-}
-
-// Whether a per-tensor (multiplier, shift) pair can take the kRightOnly form.
-template <RequantRounding R>
-inline bool right_shift_only(int32_t multiplier, int32_t shift) {
-  return R == RequantRounding::Double && shift <= 0 && multiplier != kInt32Min;
-}
+using simd::requant_multiply;
+using simd::requant_right_shift_only;
 
 template <typename VI, RequantRounding R, typename Code>
 void requantize_run(const int32_t* acc, void* outv, int64_t n, const RequantParams& p) {
@@ -53,11 +37,11 @@ void requantize_run(const int32_t* acc, void* outv, int64_t n, const RequantPara
       constexpr bool kRightOnly = decltype(right_only)::value && R == RequantRounding::Double;
       const auto shift = VI::set1(kRightOnly ? -p.shift : p.shift);
       for (; i + VI::kLanes <= n; i += VI::kLanes) {
-        const auto r = multiply<VI, R, kRightOnly>(VI::load(acc + i), multiplier, shift);
+        const auto r = requant_multiply<VI, R, kRightOnly>(VI::load(acc + i), multiplier, shift);
         VI::store_narrow(out + i, VI::add(VI::min(VI::max(r, lo), hi), zp));
       }
     };
-    if (right_shift_only<R>(p.multiplier, p.shift)) {
+    if (requant_right_shift_only<R>(p.multiplier, p.shift)) {
       loop(std::true_type{});
     } else {
       loop(std::false_type{});
@@ -76,13 +60,9 @@ void requantize_channels(const int32_t* acc, void* outv, int64_t n, const int32_
     for (; i + VI::kLanes <= n; i += VI::kLanes) {
       const auto zp = VI::load(zero_point + i);
       const auto x = VI::load(acc + i), vm = VI::load(multiplier + i), vs = VI::load(shift + i);
-      typename VI::I r;
-      if constexpr (R == RequantRounding::Double) {
-        r = VI::right_shift_only(vm, vs) ? VI::mbqm_double_right(x, vm, VI::sub(VI::set1(0), vs))
-                                         : VI::mbqm_double(x, vm, vs);
-      } else {
-        r = VI::mbqm_single(x, vm, vs);
-      }
+      const auto r = R == RequantRounding::Double && VI::right_shift_only(vm, vs)
+                         ? requant_multiply<VI, R, true>(x, vm, VI::sub(VI::set1(0), vs))
+                         : requant_multiply<VI, R>(x, vm, vs);
       const auto lo = VI::sub_sat(vqmin, zp), hi = VI::sub_sat(vqmax, zp);
       const auto clamped = VI::add(VI::min(VI::max(r, lo), hi), zp);
       VI::store_narrow(out + i, clamped);
@@ -112,13 +92,14 @@ void quantized_add(const void* av, const void* bv, void* outv, int64_t n, const 
       for (; i + VI::kLanes <= n; i += VI::kLanes) {
         const auto xa = VI::shift_left(VI::sub(VI::load_widen(a + i), za), p.left_shift);
         const auto xb = VI::shift_left(VI::sub(VI::load_widen(b + i), zb), p.left_shift);
-        const auto y = VI::add(multiply<VI, R, kRightOnly>(xa, ma, sa), multiply<VI, R, kRightOnly>(xb, mb, sb));
-        const auto r = multiply<VI, R, kRightOnly>(y, mo, so);
+        const auto y = VI::add(requant_multiply<VI, R, kRightOnly>(xa, ma, sa),
+                               requant_multiply<VI, R, kRightOnly>(xb, mb, sb));
+        const auto r = requant_multiply<VI, R, kRightOnly>(y, mo, so);
         VI::store_narrow(out + i, VI::add(VI::min(VI::max(r, lo), hi), zo));
       }
     };
-    if (right_shift_only<R>(p.a_multiplier, p.a_shift) && right_shift_only<R>(p.b_multiplier, p.b_shift) &&
-        right_shift_only<R>(p.out_multiplier, p.out_shift)) {
+    if (requant_right_shift_only<R>(p.a_multiplier, p.a_shift) && requant_right_shift_only<R>(p.b_multiplier, p.b_shift) &&
+        requant_right_shift_only<R>(p.out_multiplier, p.out_shift)) {
       loop(std::true_type{});
     } else {
       loop(std::false_type{});

@@ -33,12 +33,6 @@ struct VecI32Scalar {
   static I mbqm_double(I x, I multiplier, I shift) {
     return multiply_by_quantized_multiplier_double_rounding(x, multiplier, shift);
   }
-  // See VecI32Avx2::right_shift_only / mbqm_double_right (the scalar path needs no shortcut; these
-  // keep the generic code one shape).
-  static bool right_shift_only(I multiplier, I shift) { return shift <= 0 && multiplier != kInt32Min; }
-  static I mbqm_double_right(I x, I multiplier, I right) {
-    return multiply_by_quantized_multiplier_double_rounding(x, multiplier, -right);
-  }
   static I mbqm_single(I x, I multiplier, I shift) {
     return multiply_by_quantized_multiplier_single_rounding(x, multiplier, shift);
   }
