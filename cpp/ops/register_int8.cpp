@@ -571,45 +571,63 @@ inline void fill_run(uint8_t* dst, const uint8_t (&pattern)[16], int64_t n) {
 // Images up to this size (padded, one group's channels) are gathered from a padded copy.
 inline constexpr int64_t kPaddedImageBytes = int64_t{16} << 10;
 
-// The GEMM operand of a pointwise convolution read straight from NCHW codes: pixel rows
+// Pixel rows of fewer than 8 channels (a network's RGB stem): the channel count fixed at compile
+// time, so each pixel is C byte moves without a loop.
+template <int C>
+void pixel_rows_few(const uint8_t* src, int64_t pixels, uint8_t* dst, int64_t ldc, int64_t run) {
+  for (int64_t t = 0; t < run; ++t) {
+    for (int ch = 0; ch < C; ++ch) dst[t * ldc + ch] = src[ch * pixels + t];
+  }
+}
+
+// Pixel rows gathered from NCHW codes:
 //   cols[(r - r0)·ldc + ch] = x[b][ch][p]   for rows r = b·pixels + p in [r0, r1), ch < c,
-// then zero bytes up to ldc (a_rows_padded). Blocks of 8 pixels × 8 channels go through
-// transpose_8x8_bytes; the 8 source rows of a block are `pixels` bytes apart, and the next block
-// of pixels reuses their cache lines.
+// then zero bytes up to ldc (a_rows_padded; none for a channels-last copy, ldc = c). The GEMM
+// operand of a pointwise convolution, and the channels-last copy of the other convolutions'
+// input. 8 channels and more: blocks of 8 pixels × 8 channels through transpose_8x8_bytes (the 8
+// source rows of a block are `pixels` bytes apart, and the next block of pixels reuses their
+// cache lines); 3 channels packed tightly: interleave_3_planes; other counts below 8: unrolled
+// moves.
 void nchw_pixel_rows(const uint8_t* x, int64_t c, int64_t pixels, uint8_t* cols, int64_t ldc, int64_t r0, int64_t r1) {
   for (int64_t r = r0; r < r1;) {
     const int64_t b = r / pixels, p = r % pixels, run = std::min(r1 - r, pixels - p);  // rows in image b
     const uint8_t* src = x + b * c * pixels + p;
     uint8_t* dst = cols + (r - r0) * ldc;
-    int64_t t = 0;
-    for (; t + 8 <= run; t += 8) {
-      int64_t ch = 0;
-      for (; ch + 8 <= c; ch += 8) transpose_8x8_bytes(src + ch * pixels + t, pixels, dst + t * ldc + ch, ldc);
-      for (; ch < c; ++ch) {
-        for (int64_t i = t; i < t + 8; ++i) dst[i * ldc + ch] = src[ch * pixels + i];
+    if (c >= 8) {
+      int64_t t = 0;
+      for (; t + 8 <= run; t += 8) {
+        int64_t ch = 0;
+        for (; ch + 8 <= c; ch += 8) transpose_8x8_bytes(src + ch * pixels + t, pixels, dst + t * ldc + ch, ldc);
+        for (; ch < c; ++ch) {
+          for (int64_t i = t; i < t + 8; ++i) dst[i * ldc + ch] = src[ch * pixels + i];
+        }
+      }
+      for (; t < run; ++t) {
+        for (int64_t ch = 0; ch < c; ++ch) dst[t * ldc + ch] = src[ch * pixels + t];
+      }
+    } else if (c == 3 && ldc == 3) {
+      interleave_3_planes(src, src + pixels, src + 2 * pixels, dst, run);
+    } else {
+      switch (c) {
+        case 1: pixel_rows_few<1>(src, pixels, dst, ldc, run); break;
+        case 2: pixel_rows_few<2>(src, pixels, dst, ldc, run); break;
+        case 3: pixel_rows_few<3>(src, pixels, dst, ldc, run); break;
+        case 4: pixel_rows_few<4>(src, pixels, dst, ldc, run); break;
+        case 5: pixel_rows_few<5>(src, pixels, dst, ldc, run); break;
+        case 6: pixel_rows_few<6>(src, pixels, dst, ldc, run); break;
+        default: pixel_rows_few<7>(src, pixels, dst, ldc, run); break;
       }
     }
-    for (; t < run; ++t) {
-      for (int64_t ch = 0; ch < c; ++ch) dst[t * ldc + ch] = src[ch * pixels + t];
+    if (ldc > c) {
+      for (int64_t t = 0; t < run; ++t) std::memset(dst + t * ldc + c, 0, static_cast<size_t>(ldc - c));
     }
-    for (t = 0; t < run; ++t) std::memset(dst + t * ldc + c, 0, static_cast<size_t>(ldc - c));
     r += run;
-  }
-}
-
-// Pixel rows of fewer than 8 channels (a network's RGB stem): the channel count fixed at compile
-// time, so each pixel is C byte moves without a loop.
-template <int C>
-void nchw_pixel_rows_few(const uint8_t* src, int64_t pixels, uint8_t* dst, int64_t run) {
-  for (int64_t t = 0; t < run; ++t) {
-    for (int ch = 0; ch < C; ++ch) dst[t * C + ch] = src[ch * pixels + t];
   }
 }
 
 // The channels-last copy of an NCHW batch of 1-byte codes (x itself when it already is one), made
 // here rather than by Tensor::contiguous(ChannelsLast), whose generic strided loop took 9% of a
-// 3-channel stem convolution: threads over pixel ranges, 8x8 byte transposes for 8 channels and
-// more, SSE2 unpacks for 3 (RGB), unrolled moves for the other counts below 8.
+// 3-channel stem convolution: threads over pixel ranges, each gathered by nchw_pixel_rows.
 at::Tensor channels_last_codes(const at::Tensor& x) {
   if (x.is_contiguous(at::MemoryFormat::ChannelsLast)) return x;
   const at::Tensor xn = x.contiguous();
@@ -619,22 +637,7 @@ at::Tensor channels_last_codes(const at::Tensor& x) {
   uint8_t* dst = static_cast<uint8_t*>(out.data_ptr());
   if (rows == 0 || c == 0) return out;
   at::parallel_for(0, rows, std::max<int64_t>(8, kParallelGrain / c), [&](int64_t r0, int64_t r1) {
-    if (c >= 8) return nchw_pixel_rows(src, c, pixels, dst + r0 * c, c, r0, r1);
-    for (int64_t r = r0; r < r1;) {
-      const int64_t b = r / pixels, p = r % pixels, run = std::min(r1 - r, pixels - p);
-      const uint8_t* s = src + b * c * pixels + p;
-      uint8_t* d = dst + r * c;
-      switch (c) {
-        case 1: nchw_pixel_rows_few<1>(s, pixels, d, run); break;
-        case 2: nchw_pixel_rows_few<2>(s, pixels, d, run); break;
-        case 3: interleave_3_planes(s, s + pixels, s + 2 * pixels, d, run); break;
-        case 4: nchw_pixel_rows_few<4>(s, pixels, d, run); break;
-        case 5: nchw_pixel_rows_few<5>(s, pixels, d, run); break;
-        case 6: nchw_pixel_rows_few<6>(s, pixels, d, run); break;
-        default: nchw_pixel_rows_few<7>(s, pixels, d, run); break;
-      }
-      r += run;
-    }
+    nchw_pixel_rows(src, c, pixels, dst + r0 * c, c, r0, r1);
   });
   return out;
 }
