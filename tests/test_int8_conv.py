@@ -30,6 +30,7 @@ CONFIGS = [
     (2, 4, 20, 19, 8, (3, 3), (1, 1), (2, 2), (2, 2), 4),     # depthwise stride 1, dilated, multiplier 2
     (1, 3, 17, 23, 3, (5, 5), (1, 1), (2, 2), (1, 1), 3),     # depthwise 5x5 (odd tap count), stride 1
     (3, 64, 12, 13, 40, (1, 1), (1, 1), (0, 0), (1, 1), 1),   # pointwise, rows gathered from NCHW in chunks
+    (3, 3, 12, 13, 20, (1, 1), (1, 1), (0, 0), (1, 1), 1),    # the same with 3 channels (rows padded to 4)
 ]
 
 
